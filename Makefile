@@ -1,0 +1,98 @@
+# Green threads from scratch: build, test, run and measure every chapter.
+# `make help` lists the targets. CH=NN picks one chapter, IMPL=chapters tests
+# the starter code (yours) instead of the reference solutions.
+
+CH ?=
+IMPL ?= solutions
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+ALL_CHAPTERS := $(sort $(notdir $(wildcard solutions/[0-9][0-9]-*)))
+ifeq ($(CH),)
+SELECTED := $(ALL_CHAPTERS)
+else
+SELECTED := $(filter $(CH) $(CH)-%,$(ALL_CHAPTERS))
+ifeq ($(SELECTED),)
+$(error no chapter matches CH=$(CH); the chapters are: $(ALL_CHAPTERS))
+endif
+endif
+ifeq ($(filter $(IMPL),solutions chapters),)
+$(error IMPL must be solutions (the reference code) or chapters (the starters))
+endif
+# make run: the chosen chapter, or the most advanced one.
+RUN_CHAPTER := $(lastword $(SELECTED))
+
+# One chapter's make: $(call chapter_make,TARGET,CHAPTER,IMPL,OUT-PREFIX[,VARS])
+chapter_make = $(MAKE) --no-print-directory -f mk/chapter.mk SRC=$(3)/$(2) CHAPTER=$(2) \
+	OUT=build/$(4)/$(2) $(5) $(1)
+
+# Run a target for every selected chapter; keep going after a failure so
+# that one broken chapter does not hide the state of the others.
+define each_chapter
+	@failed=""; for ch in $(SELECTED); do \
+		$(call chapter_make,$(1),$$ch,$(IMPL),$(2),$(3)) || failed="$$failed $$ch"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
+endef
+
+.PHONY: all build check check-tests check-starters memcheck sanitize run progress \
+	starters deps deps-build clean help
+.DEFAULT_GOAL := build
+all: build
+
+build: deps
+	$(call each_chapter,build,$(IMPL))
+
+# check: the tests, then (for the solutions) the starter checks.
+check: deps
+	@status=0; \
+	$(MAKE) --no-print-directory check-tests || status=1; \
+	if [ "$(IMPL)" = solutions ]; then \
+		$(MAKE) --no-print-directory check-starters || status=1; fi; \
+	if [ $$status -eq 0 ]; then echo "make check: all passed"; \
+	else echo "make check: FAILED (see above)"; fi; \
+	exit $$status
+
+check-tests: deps
+	$(call each_chapter,check,$(IMPL))
+
+check-starters: deps
+	@tools/check-starters.sh $(SELECTED)
+
+memcheck: deps
+	$(call each_chapter,memcheck,$(IMPL))
+
+sanitize: deps
+	$(call each_chapter,check,sanitize/$(IMPL),SAN=1)
+
+run: deps-build
+	@$(call chapter_make,run,$(RUN_CHAPTER),$(IMPL),$(IMPL),HOST=$(HOST) PORT=$(PORT))
+
+progress: deps
+	@tools/progress.sh $(ALL_CHAPTERS)
+
+starters:
+	@for ch in $(SELECTED); do tools/check-starters.sh --write $$ch || exit 1; done
+
+deps:
+	@tools/install-deps.sh test
+
+deps-build:
+	@tools/install-deps.sh build
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make                  build every chapter's solution"
+	@echo "make check            test every solution, and check the starters are generated and tested"
+	@echo "make check CH=01      the same for one chapter"
+	@echo "make check CH=01 IMPL=chapters   test your own code in chapters/01-*"
+	@echo "make memcheck         the tests, with every test and server under Valgrind"
+	@echo "make sanitize         the tests, built with AddressSanitizer and UBSan"
+	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"
+	@echo "make progress         which chapters of your code pass their tests"
+	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
+	@echo "make clean            remove build/"
+	@echo "make help             this list"
+	@echo "Inside a chapter folder, make, make check and make run do the same for that folder's code."

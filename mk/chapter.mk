@@ -1,0 +1,121 @@
+# Builds, tests and runs ONE chapter's code. The top-level Makefile calls it
+# from the repository's root for each chapter it is asked about:
+#
+#   make -f mk/chapter.mk SRC=solutions/01-blocking CHAPTER=01-blocking \
+#        OUT=build/solutions/01-blocking  build|check|memcheck|run
+#
+# SRC may be any folder with a chapter's files (the starter in chapters/, or a
+# starter with one exercise cut, made by tools/check-starters.sh); the tests
+# always come from tests/$(CHAPTER). SAN=1 builds with ASan and UBSan.
+#
+# By default a chapter builds one program, echo_server, from all of its .c
+# files and common/. A chapter that builds more says so in its build.mk, and
+# tests that link chapter code (unit tests) say so in tests/NN-slug/build.mk.
+
+ifeq ($(and $(SRC),$(CHAPTER),$(OUT)),)
+$(error mk/chapter.mk needs SRC, CHAPTER and OUT; use the top-level Makefile)
+endif
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TESTS_DIR := tests/$(CHAPTER)
+
+PROGRAMS := echo_server
+echo_server_SRCS := $(notdir $(wildcard $(SRC)/*.c))
+CHAPTER_STD := -std=c11
+-include $(SRC)/build.mk
+TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c)))
+-include $(TESTS_DIR)/build.mk
+
+WARNINGS := -Wall -Wextra -Werror
+ifeq ($(SAN),1)
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+# CFLAGS and LDFLAGS from the command line come last, so they can add to these.
+CHAPTER_CFLAGS = $(CHAPTER_STD) -O2 -g $(WARNINGS) $(SANITIZE) -MMD -MP -Icommon -I$(SRC) $(CFLAGS)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+TEST_CFLAGS = -std=gnu11 -O2 -g $(WARNINGS) $(SANITIZE) -MMD -MP -Itests/lib -Icommon -I$(SRC) \
+	$(CHECK_CFLAGS) $(CFLAGS)
+LINK = $(CC) $(SANITIZE) $(LDFLAGS)
+
+objects = $(patsubst %,$(OUT)/obj/%.o,$(basename $(1)))
+COMMON_OBJS := $(patsubst common/%.c,$(OUT)/common/%.o,$(wildcard common/*.c))
+PROGRAM_BINS := $(addprefix $(OUT)/,$(PROGRAMS))
+TEST_BINS := $(addprefix $(OUT)/tests/,$(TESTS))
+SHORT_IO := $(OUT)/lib/short_io.so
+
+.PHONY: build check memcheck run
+.DEFAULT_GOAL := build
+build: $(PROGRAM_BINS) $(TEST_BINS) $(SHORT_IO)
+
+$(OUT)/obj/%.o: $(SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
+
+$(OUT)/obj/%.o: $(SRC)/%.S
+	@mkdir -p $(@D)
+	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
+
+$(OUT)/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
+
+$(OUT)/tests/%.o: $(TESTS_DIR)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(OUT)/lib/%.o: tests/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+# The shim is preloaded into servers; it is not built with the sanitizers,
+# whose runtimes insist on being loaded first.
+$(SHORT_IO): tests/lib/short_io.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g $(WARNINGS) -fPIC -shared $< -o $@ -ldl
+
+define program_rule
+$(OUT)/$(1): $(call objects,$($(1)_SRCS)) $(COMMON_OBJS)
+	$$(LINK) $$^ -o $$@ $($(1)_LIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
+
+define test_rule
+$(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(call objects,$($(1)_LINK))
+	$$(LINK) $$^ -o $$@ $(CHECK_LIBS)
+endef
+$(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))
+
+-include $(shell find $(OUT) -name '*.d' 2>/dev/null)
+
+# What a test binary needs to know; see tests/lib/harness.h.
+TEST_ENV = TH_SERVER=$(abspath $(OUT)/echo_server) TH_SHORT_IO=$(abspath $(SHORT_IO)) \
+	TH_LESSON=chapters/$(CHAPTER)/README.md
+# Sanitizer reports go to the server's stderr, which a failing test shows.
+ifeq ($(SAN),1)
+TEST_ENV += ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+endif
+
+# Run every test binary; report the chapter as failed if any one failed.
+define run_tests
+	@failed=0; for t in $(TEST_BINS); do \
+		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
+		$(TEST_ENV) $(2) $$t || failed=1; \
+	done; exit $$failed
+endef
+
+check: build
+	$(call run_tests,,)
+
+# Every test binary and every server it starts run under Valgrind; an error
+# or a leak anywhere makes the server exit 99, or the test binary fail.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
+	--errors-for-leak-kinds=all
+memcheck: build
+	$(call run_tests, under Valgrind,CK_FORK=no CK_TIMEOUT_MULTIPLIER=10 TH_TIME_SCALE=10 \
+		TH_WRAPPER="$(VALGRIND)" $(VALGRIND))
+
+run: $(OUT)/echo_server
+	exec $(OUT)/echo_server -H $(HOST) -p $(PORT)

@@ -1,0 +1,127 @@
+/* The course's test harness: start a chapter's server binary, talk to it with
+ * clients that never wait forever, and fail with messages that teach (what
+ * was sent, what was expected, what came back, and which TODO to look at).
+ *
+ * The Makefile tells a test binary what to run through the environment:
+ *   TH_SERVER      the echo server binary under test
+ *   TH_SHORT_IO    the short-I/O shim (see short_io.c)
+ *   TH_WRAPPER     a command to run the server under, e.g. Valgrind
+ *   TH_TIME_SCALE  stretch every deadline by this factor (slow tools)
+ *   TH_LESSON      the lesson to point a failing student at */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- Suites ------------------------------------------------------------ */
+
+/* A test case named after the TODOs its tests check, tagged with them: the
+ * starter check runs just these tests after cutting one TODO out, and some
+ * must fail. todos is a space-separated list, or "" for none. */
+TCase *th_tcase(Suite *suite, const char *name, const char *todos);
+
+/* Run the suite (Check's CK_* environment variables apply, including its TAP
+ * and XML logs); the exit status for main(). */
+int th_run(Suite *suite);
+
+/* Say, at the start of a test, which TODOs it checks and the most likely
+ * cause when it fails; every failure message repeats both. */
+void th_about(const char *todos, const char *likely_cause);
+
+/* Fail the test with a formatted message plus the TODO and likely cause. */
+_Noreturn void th_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A deadline of ms milliseconds, stretched by TH_TIME_SCALE. */
+int th_ms(int ms);
+
+/* ---- Servers ----------------------------------------------------------- */
+
+struct th_server {
+	pid_t pid;
+	char host[64];           /* as printed in "listening on HOST:PORT" */
+	char port[8];
+	int stdout_fd;           /* the rest of the server's stdout */
+	char stderr_path[128];   /* its stderr, kept in a file for messages */
+};
+
+struct th_launch {
+	const char *const *args; /* extra arguments, NULL-terminated, or NULL */
+	bool short_io;           /* run under the short-I/O shim */
+};
+
+/* Start the server under test with -p 0 and wait for its listening line.
+ * Stopped and checked by the test case's teardown. */
+struct th_server *th_start(const struct th_launch *launch);
+
+/* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
+ * Valgrind or sanitizer error, a hang are all failures). */
+void th_stop(struct th_server *server);
+
+/* The server's stderr so far (a static buffer, the last 4 KiB at most). */
+const char *th_server_stderr(const struct th_server *server);
+
+/* ---- Clients ----------------------------------------------------------- */
+
+/* Connect to the server; fails the test if that does not work in time. The
+ * socket is non-blocking: every wait in this harness has a deadline. */
+int th_connect(const struct th_server *server);
+
+/* Close a client; th_reset() closes it with an RST instead of a FIN. */
+void th_close(int fd);
+void th_reset(int fd);
+
+/* One conversation: send everything (in chunks, if chunk > 0) while reading
+ * the replies at the same time, so that neither side's buffers fill up and
+ * deadlock, until `want` bytes came back, the server closed, or the deadline. */
+struct th_exchange {
+	const void *send;
+	size_t send_len;
+	size_t chunk;            /* bytes per send() call; 0 for as many as fit */
+	bool shut_wr;            /* half-close after sending everything */
+	size_t want;             /* stop once this many bytes came back */
+	bool until_eof;          /* ...or keep reading until the server closes */
+	int timeout_ms;          /* 0 for the default */
+};
+
+struct th_reply {
+	unsigned char *data;     /* malloc'd, th_reply_free() */
+	size_t len;
+	size_t sent;             /* bytes actually sent */
+	bool eof;                /* the server closed its side */
+	bool reset;              /* ...with an RST (ECONNRESET) */
+	bool timed_out;
+};
+
+void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *reply);
+void th_reply_free(struct th_reply *reply);
+
+/* Send up to max bytes without reading any reply, until the buffers between
+ * us and the server are full (nothing more goes out for 200 ms): the server
+ * is then stuck writing its echo to us. Returns the bytes sent. */
+size_t th_send_without_reading(int fd, size_t max);
+
+/* Send msg and expect exactly its echo back (letters uppercased). */
+void th_expect_echo(int fd, const void *msg, size_t len);
+
+/* Expect no reply bytes for ms milliseconds; `why` explains the expectation. */
+void th_expect_silence(int fd, int ms, const char *why);
+
+/* Expect the server to close the connection, sending nothing more. */
+void th_expect_eof(int fd);
+
+/* ---- Payloads and checks ----------------------------------------------- */
+
+/* What the protocol answers to in: a..z uppercased, every other byte as is. */
+void th_uppercase(const void *in, void *out, size_t len);
+
+/* len bytes: the 256 byte values in order, then a pseudo-random pattern
+ * that depends on seed. malloc'd. */
+unsigned char *th_payload(size_t len, unsigned seed);
+
+/* Fail unless reply == uppercase(sent); the message shows where they part. */
+void th_check_echo(const void *sent, size_t sent_len, const struct th_reply *reply);
+
+#endif

@@ -1,0 +1,90 @@
+#!/bin/sh
+# Keeps the starters honest. For each chapter it checks that
+#   1. chapters/CH is exactly what tools/starter.sh makes from solutions/CH
+#      (the lesson, README.md, is the one file written by hand there);
+#   2. the starter builds with no warnings (warnings are errors);
+#   3. every TODO is tested: with just that exercise cut out of the solution,
+#      at least one of the tests tagged with its name fails.
+#
+#   check-starters.sh CHAPTER...        check, e.g. 01-blocking
+#   check-starters.sh --write CHAPTER   regenerate chapters/CHAPTER
+set -eu
+
+starter=tools/starter.sh
+
+generate() {	# generate CHAPTER: the starter, made afresh, in build/starters
+	"$starter" cut "solutions/$1" "build/starters/$1"
+}
+
+write() {
+	generate "$1"
+	mkdir -p "chapters/$1"
+	find "chapters/$1" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	cp -R "build/starters/$1/." "chapters/$1/"
+	echo "wrote chapters/$1 from solutions/$1"
+}
+
+# The Check summary line, "NN%: Checks: T, Failures: F, Errors: E", as "T F+E".
+tally() {
+	sed -nE 's/^[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+)$/\1 \2 \3/p' "$1" |
+		awk '{ total += $1; failed += $2 + $3 } END { print total + 0, failed + 0 }'
+}
+
+check() {
+	ch=$1
+	ok=true
+	generate "$ch"
+	if ! diff -r -x README.md "chapters/$ch" "build/starters/$ch" >"build/starters/$ch.diff" 2>&1; then
+		echo "$ch: chapters/$ch differs from the starter generated from solutions/$ch:"
+		head -n 20 "build/starters/$ch.diff"
+		echo "  (run 'make starters CH=${ch%%-*}' after changing a solution)"
+		ok=false
+	fi
+
+	log=build/chapters/$ch.build.log
+	mkdir -p build/chapters
+	if ! make --no-print-directory -f mk/chapter.mk SRC="chapters/$ch" CHAPTER="$ch" \
+		OUT="build/chapters/$ch" build >"$log" 2>&1; then
+		echo "$ch: the starter does not build cleanly:"
+		tail -n 20 "$log"
+		ok=false
+	fi
+
+	for todo in $("$starter" list "solutions/$ch"); do
+		dir=build/mutants/$ch/$todo
+		"$starter" cut "solutions/$ch" "$dir/src" "$todo"
+		if CK_INCLUDE_TAGS=$todo make --no-print-directory -f mk/chapter.mk SRC="$dir/src" \
+			CHAPTER="$ch" OUT="$dir" check >"$dir/log" 2>&1; then
+			counts=$(tally "$dir/log")
+			if [ "${counts% *}" -eq 0 ]; then
+				echo "$ch: TODO $todo is not tested: no test case is tagged '$todo'"
+			else
+				echo "$ch: TODO $todo is not tested: its ${counts% *} tagged tests pass without it"
+			fi
+			ok=false
+			continue
+		fi
+		counts=$(tally "$dir/log")
+		total=${counts% *} failed=${counts#* }
+		if [ "$total" -eq 0 ]; then
+			echo "$ch: cutting out TODO $todo breaks the build:"
+			tail -n 20 "$dir/log"
+			ok=false
+			continue
+		fi
+		echo "$ch: TODO $todo is tested: without it, $failed of its $total tests fail"
+	done
+	$ok
+}
+
+if [ "${1:-}" = --write ]; then
+	shift
+	for ch in "$@"; do write "$ch"; done
+	exit 0
+fi
+status=0
+for ch in "$@"; do
+	check "$ch" || status=1
+done
+if [ $status -eq 0 ]; then echo "starters: all generated, building and tested"; fi
+exit $status

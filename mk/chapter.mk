@@ -45,33 +45,40 @@ PROGRAM_BINS := $(addprefix $(OUT)/,$(PROGRAMS))
 TEST_BINS := $(addprefix $(OUT)/tests/,$(TESTS))
 SHORT_IO := $(OUT)/lib/short_io.so
 
+# Rebuild everything when the compiler or the flags change (make CC=clang
+# after a gcc build): the objects depend on a file that records them.
+FLAGS_STAMP := $(OUT)/flags
+FLAGS_NOW := $(CC) | $(CHAPTER_CFLAGS) | $(TEST_CFLAGS) | $(LINK)
+$(shell mkdir -p $(OUT) && echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || \
+	echo '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+
 .PHONY: build check memcheck run
 .DEFAULT_GOAL := build
 build: $(PROGRAM_BINS) $(TEST_BINS) $(SHORT_IO)
 
-$(OUT)/obj/%.o: $(SRC)/%.c
+$(OUT)/obj/%.o: $(SRC)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
 
-$(OUT)/obj/%.o: $(SRC)/%.S
+$(OUT)/obj/%.o: $(SRC)/%.S $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
 
-$(OUT)/common/%.o: common/%.c
+$(OUT)/common/%.o: common/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
 
-$(OUT)/tests/%.o: $(TESTS_DIR)/%.c
+$(OUT)/tests/%.o: $(TESTS_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-$(OUT)/lib/%.o: tests/lib/%.c
+$(OUT)/lib/%.o: tests/lib/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
 # The shim is preloaded into servers; it is not built with the sanitizers,
 # whose runtimes insist on being loaded first.
-$(SHORT_IO): tests/lib/short_io.c
+$(SHORT_IO): tests/lib/short_io.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -g $(WARNINGS) -fPIC -shared $< -o $@ -ldl
 

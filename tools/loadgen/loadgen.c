@@ -43,8 +43,10 @@
 #define PATTERN_SHIFTS     4096
 #define PORT_RANGE_FILE    "/proc/sys/net/ipv4/ip_local_port_range"
 
-static const char usage_text[] =
-	"usage: loadgen [-H HOST] [-p PORT] [-n CONNS] [-d SECONDS] [-s SIZE] [-r RATE] [-i] [-q]\n"
+static const char usage_line[] =
+	"usage: loadgen [-H HOST] [-p PORT] [-n CONNS] [-d SECONDS] [-s SIZE] [-r RATE] [-i] [-q]\n";
+
+static const char help_text[] =
 	"  -H HOST     server address, an IPv4 literal (default 127.0.0.1)\n"
 	"  -p PORT     server port (default 8000)\n"
 	"  -n CONNS    connections to open (default 100)\n"
@@ -222,7 +224,8 @@ static bool parse_options(int argc, char **argv, struct options *opt)
 	int option;
 	while ((option = getopt(argc, argv, "H:p:n:d:s:r:iqh")) != -1) {
 		if (option == 'h') {
-			fputs(usage_text, stdout);
+			fputs(usage_line, stdout);
+			fputs(help_text, stdout);
 			exit(0);
 		}
 		if (!parse_option(option, optarg, opt)) {
@@ -913,7 +916,8 @@ int main(int argc, char **argv)
 	int status = 1;
 
 	if (!parse_options(argc, argv, &lg.opt)) {
-		fputs(usage_text, stderr);
+		fputs(usage_line, stderr);
+		fputs("       (loadgen -h explains the options, the output and the exit status)\n", stderr);
 		return 2;
 	}
 	if (setup(&lg) < 0 || run(&lg) < 0)

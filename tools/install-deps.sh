@@ -37,7 +37,7 @@ esac
 if [ "$what" = extras ]; then
 	need clang command -v clang
 	need netcat-openbsd command -v nc
-	need python3-gevent python3 -c 'import gevent'
+	need python3-gevent /usr/bin/python3 -c 'import gevent'
 	need gnuplot-nox command -v gnuplot
 	need golang-go command -v go
 fi

@@ -54,13 +54,16 @@ static const char help_text[] =
 	"              allowed (default 5)\n"
 	"  -s SIZE     bytes per message, 1 .. 1048576 (default 64)\n"
 	"  -r RATE     connections started per millisecond while opening (default 8);\n"
-	"              never more than 256 connects in flight\n"
+	"              never more than " STRINGIFY(MAX_CONNECTING) " connects in flight\n"
 	"  -i          idle mode: one checked round trip on each connection, then\n"
 	"              hold them all open and silent for SECONDS\n"
 	"  -q          quiet: no progress line\n"
 	"The last line on stdout sums the run up:\n"
 	"  RESULT conns= connected= served= connect_failures= errors= wrong_bytes=\n"
 	"         rounds= seconds= rps= mbps= p50_us= p99_us= p999_us= [idle_open=]\n"
+	"served counts connections that got at least one correct reply; rounds,\n"
+	"rps, mbps (bytes both ways) and latencies cover the SECONDS window, or in\n"
+	"idle mode the checking rounds, timed over the opening.\n"
 	"Exit status: 0 clean run; 1 loadgen itself failed; 2 usage error;\n"
 	"             3 the run saw connect failures, connection errors or wrong bytes.\n";
 
@@ -829,12 +832,19 @@ static int setup(struct loadgen *lg)
 	return 0;
 }
 
-static void teardown(struct loadgen *lg)
+static void close_all(struct loadgen *lg)
 {
-	for (unsigned i = 0; lg->conns && i < lg->opt.conns; i++) {
+	if (lg->conns == NULL)
+		return; /* setup failed before they existed */
+	for (unsigned i = 0; i < lg->opt.conns; i++) {
 		if (lg->conns[i].fd >= 0)
 			close_conn(lg, &lg->conns[i]);
 	}
+}
+
+static void teardown(struct loadgen *lg)
+{
+	close_all(lg);
 	if (lg->epoll_fd >= 0 && close(lg->epoll_fd) < 0)
 		fail("close(epoll)");
 	free(lg->conns);
@@ -879,7 +889,8 @@ static int print_results(struct loadgen *lg)
 
 	unsigned unanswered = count_unanswered(lg);
 	if (unanswered > 0)
-		fprintf(stderr, "loadgen: %u open connections never got a complete reply\n", unanswered);
+		fprintf(stderr, "loadgen: open connections that never got a complete reply: %u\n",
+			unanswered);
 
 	printf("loadgen: %u connections to %s, %zu-byte messages%s\n", opt->conns,
 	       lg->server_name, opt->size, opt->idle ? ", idle mode" : "");

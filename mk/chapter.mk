@@ -6,7 +6,8 @@
 #
 # SRC may be any folder with a chapter's files (the starter in chapters/, or a
 # starter with one exercise cut, made by tools/check-starters.sh); the tests
-# always come from tests/$(CHAPTER). SAN=1 builds with ASan and UBSan.
+# always come from tests/$(CHAPTER), and tests/adversarial runs against every
+# chapter. SAN=1 builds with ASan and UBSan.
 #
 # By default a chapter builds one program, echo_server, from all of its .c
 # files and common/. A chapter that builds more says so in its build.mk, and
@@ -24,7 +25,7 @@ PROGRAMS := echo_server
 echo_server_SRCS := $(notdir $(wildcard $(SRC)/*.c))
 CHAPTER_STD := -std=c11
 -include $(SRC)/build.mk
-TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c)))
+TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c))) test_adversarial
 -include $(TESTS_DIR)/build.mk
 
 WARNINGS := -Wall -Wextra -Werror
@@ -72,6 +73,11 @@ $(OUT)/tests/%.o: $(TESTS_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
+# The adversarial suite runs against every chapter's server.
+$(OUT)/tests/test_adversarial.o: tests/adversarial/test_adversarial.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
 $(OUT)/lib/%.o: tests/lib/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
@@ -98,7 +104,7 @@ $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))
 
 # What a test binary needs to know; see tests/lib/harness.h.
 TEST_ENV = TH_SERVER=$(abspath $(OUT)/echo_server) TH_SHORT_IO=$(abspath $(SHORT_IO)) \
-	TH_LESSON=chapters/$(CHAPTER)/README.md
+	TH_LESSON=chapters/$(CHAPTER)/README.md TH_CHAPTER=$(CHAPTER)
 # Sanitizer reports go to the server's stderr, which a failing test shows.
 ifeq ($(SAN),1)
 TEST_ENV += ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1 \

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -203,6 +204,9 @@ static _Noreturn void exec_server(char **argv, int stdout_fd, int stderr_fd, con
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (dup2(stdout_fd, STDOUT_FILENO) < 0 || dup2(stderr_fd, STDERR_FILENO) < 0)
 		_exit(127);
+	/* Check's own pipes and files have no close-on-exec flag; a server must
+	 * start with just 0, 1 and 2, or the fd-limit tests would count them. */
+	close_range(3, ~0U, 0);
 	if (preload != NULL)
 		setenv("LD_PRELOAD", preload, 1);
 	execvp(argv[0], argv);
@@ -309,6 +313,17 @@ struct th_server *th_start(const struct th_launch *launch)
 	n_servers++;
 	read_listening_line(s);
 
+	/* Lower the descriptor limit only now that the server is up: a wrapper
+	 * such as Valgrind needs descriptors of its own to start. */
+	struct rlimit limit;
+	if (launch->fd_limit > 0) {
+		if (prlimit(pid, RLIMIT_NOFILE, NULL, &limit) < 0)
+			th_fail("prlimit: %s", strerror(errno));
+		limit.rlim_cur = (rlim_t)launch->fd_limit;
+		if (prlimit(pid, RLIMIT_NOFILE, &limit, NULL) < 0)
+			th_fail("prlimit: %s", strerror(errno));
+	}
+
 	if (launch->short_io) {
 		char banner[160];
 		const char *slash = strrchr(server, '/');
@@ -348,6 +363,48 @@ void th_stop(struct th_server *s)
 	close(s->stdout_fd);
 	s->stdout_fd = -1;
 	unlink(s->stderr_path);
+}
+
+/* Read /proc/PID/name into buf; false if the process is gone. */
+static bool read_proc(pid_t pid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t got = read(fd, buf, size - 1);
+	close(fd);
+	buf[got > 0 ? got : 0] = '\0';
+	return got > 0;
+}
+
+long th_server_cpu_ms(const struct th_server *s)
+{
+	char stat[1024];
+	if (!read_proc(s->pid, "stat", stat, sizeof stat))
+		th_fail("cannot read /proc/%d/stat: has the server exited?", (int)s->pid);
+	/* proc(5): fields 14 and 15, utime and stime in clock ticks; the command
+	 * name (field 2) is in parentheses and may hold spaces, so count from
+	 * the last ')'. */
+	const char *p = strrchr(stat, ')');
+	unsigned long utime, stime;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				&utime, &stime) != 2)
+		th_fail("cannot parse /proc/%d/stat", (int)s->pid);
+	return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+long th_server_rss_kib(const struct th_server *s)
+{
+	char status[4096];
+	if (!read_proc(s->pid, "status", status, sizeof status))
+		th_fail("cannot read /proc/%d/status: has the server exited?", (int)s->pid);
+	const char *line = strstr(status, "\nVmRSS:");
+	long kib;
+	if (line == NULL || sscanf(line, "\nVmRSS: %ld", &kib) != 1)
+		th_fail("no VmRSS in /proc/%d/status", (int)s->pid);
+	return kib;
 }
 
 const char *th_server_stderr(const struct th_server *s)
@@ -430,52 +487,115 @@ static void receive_some(int fd, struct th_reply *r, size_t *cap)
 		th_fail("recv: %s", strerror(errno));
 }
 
-static void send_some(int fd, const struct th_exchange *ex, struct th_reply *r)
+/* One connection's part in th_exchange_many(). */
+struct flow {
+	int fd;
+	const struct th_exchange *ex;
+	struct th_reply *reply;
+	size_t cap;              /* of reply->data */
+	bool shut;               /* SHUT_WR done */
+	bool done;
+	long long deadline;
+	long long next_send;     /* with ex->pause_ms: not before this time */
+};
+
+static void send_some(struct flow *f)
 {
+	const struct th_exchange *ex = f->ex;
+	struct th_reply *r = f->reply;
 	size_t n = ex->send_len - r->sent;
 	if (ex->chunk > 0 && n > ex->chunk)
 		n = ex->chunk;
-	ssize_t put = send(fd, (const char *)ex->send + r->sent, n, MSG_NOSIGNAL);
-	if (put >= 0)
+	ssize_t put = send(f->fd, (const char *)ex->send + r->sent, n, MSG_NOSIGNAL);
+	if (put >= 0) {
 		r->sent += (size_t)put;
-	else if (errno == EPIPE || errno == ECONNRESET)
+		f->next_send = now_ms() + ex->pause_ms;
+	} else if (errno == EPIPE || errno == ECONNRESET) {
 		r->eof = r->reset = true;
-	else if (errno != EAGAIN && errno != EINTR)
+	} else if (errno != EAGAIN && errno != EINTR) {
 		th_fail("send: %s", strerror(errno));
+	}
 }
 
-void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *r)
+/* Is this flow finished? Half-closes it once everything is sent. */
+static bool flow_finished(struct flow *f)
 {
-	*r = (struct th_reply){ 0 };
-	size_t cap = 0;
-	bool shut = false;
-	long long deadline = now_ms() + th_ms(ex->timeout_ms > 0 ? ex->timeout_ms : DEFAULT_TIMEOUT_MS);
-
-	for (;;) {
-		bool all_sent = r->sent == ex->send_len;
-		if (all_sent && ex->shut_wr && !shut) {
-			if (shutdown(fd, SHUT_WR) < 0)
-				th_fail("shutdown(SHUT_WR): %s", strerror(errno));
-			shut = true;
-		}
-		bool have_all = ex->until_eof ? r->eof : r->len >= ex->want;
-		if ((all_sent && have_all) || r->eof)
-			return;
-		if (now_ms() >= deadline) {
-			r->timed_out = true;
-			return;
-		}
-		struct pollfd pfd = { .fd = fd, .events = POLLIN | (all_sent ? 0 : POLLOUT) };
-		int ready = poll(&pfd, 1, ms_until(deadline));
-		if (ready < 0 && errno != EINTR)
-			th_fail("poll: %s", strerror(errno));
-		if (ready <= 0)
-			continue;
-		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
-			receive_some(fd, r, &cap);
-		if (!r->eof && (pfd.revents & POLLOUT))
-			send_some(fd, ex, r);
+	const struct th_exchange *ex = f->ex;
+	struct th_reply *r = f->reply;
+	bool all_sent = r->sent == ex->send_len;
+	if (all_sent && ex->shut_wr && !f->shut) {
+		if (shutdown(f->fd, SHUT_WR) < 0)
+			th_fail("shutdown(SHUT_WR): %s", strerror(errno));
+		f->shut = true;
 	}
+	bool have_all = ex->until_eof ? r->eof : r->len >= ex->want;
+	if ((all_sent && have_all) || r->eof)
+		return true;
+	if (now_ms() >= f->deadline) {
+		r->timed_out = true;
+		return true;
+	}
+	return false;
+}
+
+/* Wait for the next event on the flows not yet done; false once all are. */
+static bool pump(struct flow *flows, struct pollfd *pfds, size_t n)
+{
+	long long wake = -1;
+	size_t active = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct flow *f = &flows[i];
+		pfds[i] = (struct pollfd){ .fd = -1 };	/* poll() skips negative fds */
+		if (!f->done)
+			f->done = flow_finished(f);
+		if (f->done)
+			continue;
+		active++;
+		bool unsent = f->reply->sent < f->ex->send_len;
+		bool may_send = unsent && now_ms() >= f->next_send;
+		pfds[i] = (struct pollfd){ .fd = f->fd, .events = POLLIN | (may_send ? POLLOUT : 0) };
+		long long next = unsent && !may_send && f->next_send < f->deadline ? f->next_send : f->deadline;
+		if (wake < 0 || next < wake)
+			wake = next;
+	}
+	if (active == 0)
+		return false;
+	int ready = poll(pfds, n, ms_until(wake));
+	if (ready < 0 && errno != EINTR)
+		th_fail("poll: %s", strerror(errno));
+	for (size_t i = 0; ready > 0 && i < n; i++) {
+		if (pfds[i].fd < 0)
+			continue;
+		if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+			receive_some(flows[i].fd, flows[i].reply, &flows[i].cap);
+		if (!flows[i].reply->eof && (pfds[i].revents & POLLOUT))
+			send_some(&flows[i]);
+	}
+	return true;
+}
+
+void th_exchange_many(const int *fds, const struct th_exchange *ex, struct th_reply *replies, size_t n)
+{
+	struct flow *flows = calloc(n, sizeof *flows);
+	struct pollfd *pfds = calloc(n, sizeof *pfds);
+	if (flows == NULL || pfds == NULL)
+		th_fail("out of memory");
+	long long start = now_ms();
+	for (size_t i = 0; i < n; i++) {
+		replies[i] = (struct th_reply){ 0 };
+		int timeout = th_ms(ex[i].timeout_ms > 0 ? ex[i].timeout_ms : DEFAULT_TIMEOUT_MS);
+		flows[i] = (struct flow){ .fd = fds[i], .ex = &ex[i], .reply = &replies[i],
+					  .deadline = start + timeout, .next_send = start };
+	}
+	while (pump(flows, pfds, n))
+		continue;
+	free(flows);
+	free(pfds);
+}
+
+void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *reply)
+{
+	th_exchange_many(&fd, ex, reply, 1);
 }
 
 size_t th_send_without_reading(int fd, size_t max)

@@ -50,6 +50,7 @@ struct th_server {
 struct th_launch {
 	const char *const *args; /* extra arguments, NULL-terminated, or NULL */
 	bool short_io;           /* run under the short-I/O shim */
+	int fd_limit;            /* lower its RLIMIT_NOFILE to this once it runs */
 };
 
 /* Start the server under test with -p 0 and wait for its listening line.
@@ -59,6 +60,11 @@ struct th_server *th_start(const struct th_launch *launch);
 /* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
  * Valgrind or sanitizer error, a hang are all failures). */
 void th_stop(struct th_server *server);
+
+/* CPU time the server has used so far (user + system), and its resident
+ * memory now, from /proc/PID/stat and /proc/PID/status. */
+long th_server_cpu_ms(const struct th_server *server);
+long th_server_rss_kib(const struct th_server *server);
 
 /* The server's stderr so far (a static buffer, the last 4 KiB at most). */
 const char *th_server_stderr(const struct th_server *server);
@@ -83,6 +89,7 @@ struct th_exchange {
 	bool shut_wr;            /* half-close after sending everything */
 	size_t want;             /* stop once this many bytes came back */
 	bool until_eof;          /* ...or keep reading until the server closes */
+	int pause_ms;            /* wait this long after each send() (trickling) */
 	int timeout_ms;          /* 0 for the default */
 };
 
@@ -96,6 +103,10 @@ struct th_reply {
 };
 
 void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *reply);
+
+/* n conversations at once, ex[i] on fds[i], each with its own deadline. */
+void th_exchange_many(const int *fds, const struct th_exchange *ex,
+		      struct th_reply *replies, size_t n);
 void th_reply_free(struct th_reply *reply);
 
 /* Send up to max bytes without reading any reply, until the buffers between

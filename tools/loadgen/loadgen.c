@@ -267,8 +267,7 @@ static void show_progress(struct loadgen *lg, uint64_t now)
 		return;
 	lg->next_progress_ns = now + NS_PER_SEC;
 	int len = fprintf(stderr, "\rloadgen: %s  %u/%u connected  %" PRIu64 " rounds  %u errors ",
-			  phase_name(lg),
-			  lg->connected, lg->opt.conns, lg->rounds, lg->errors);
+			  phase_name(lg), lg->connected, lg->opt.conns, lg->rounds, lg->errors);
 	if (len > 1)
 		lg->progress_len = len - 1;
 }
@@ -517,9 +516,9 @@ static bool check_reply(struct loadgen *lg, struct conn *c, size_t len)
 		if (lg->scratch[i] == expected[i])
 			continue;
 		lg->wrong_bytes++;
-		report(lg, &lg->wrong_reports,
-		       "WRONG BYTE: connection %u, round %" PRIu32 ", offset %zu: expected 0x%02x, got 0x%02x",
-		       conn_index(lg, c), c->round, c->received + i, expected[i], lg->scratch[i]);
+		report(lg, &lg->wrong_reports, "WRONG BYTE: connection %u, round %" PRIu32
+		       ", offset %zu: expected 0x%02x, got 0x%02x", conn_index(lg, c), c->round,
+		       c->received + i, expected[i], lg->scratch[i]);
 	}
 	return false;
 }
@@ -636,7 +635,8 @@ static void expire_connects(struct loadgen *lg, uint64_t now)
 		if (c->state == CONN_CONNECTING) {
 			if (now - c->began_ns < CONNECT_TIMEOUT_S * NS_PER_SEC)
 				return;
-			fail_connect(lg, c, "no answer within " STRINGIFY(CONNECT_TIMEOUT_S) " s", ETIMEDOUT);
+			fail_connect(lg, c, "no answer within " STRINGIFY(CONNECT_TIMEOUT_S) " s",
+				     ETIMEDOUT);
 		}
 		lg->oldest_connecting++;
 	}
@@ -789,8 +789,8 @@ static int plan_sources(struct loadgen *lg)
 	if (lg->opt.conns <= per_source)
 		return 0;
 	if ((ntohl(lg->opt.host.s_addr) >> 24) != 127) {
-		fprintf(stderr, "loadgen: note: %u connections may not fit in the %u local ports of one source address\n",
-			lg->opt.conns, ports);
+		fprintf(stderr, "loadgen: note: %u connections may not fit in the %u local ports "
+			"of one source address\n", lg->opt.conns, ports);
 		return 0;
 	}
 
@@ -798,8 +798,8 @@ static int plan_sources(struct loadgen *lg)
 	struct in_addr last = { .s_addr = htonl(INADDR_LOOPBACK + lg->sources - 1) };
 	char name[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &last, name, sizeof name);
-	fprintf(stderr, "loadgen: note: %u connections need more than the %u local ports of one address: "
-		"binding to 127.0.0.1 .. %s\n", lg->opt.conns, per_source, name);
+	fprintf(stderr, "loadgen: note: %u connections are more than the %u local ports we use "
+		"per source address: binding to 127.0.0.1 .. %s\n", lg->opt.conns, per_source, name);
 	return 0;
 }
 
@@ -894,7 +894,8 @@ static int print_results(struct loadgen *lg)
 
 	printf("loadgen: %u connections to %s, %zu-byte messages%s\n", opt->conns,
 	       lg->server_name, opt->size, opt->idle ? ", idle mode" : "");
-	printf("connections: %u connected, %u served, %u connect failures, %u errors, %" PRIu64 " wrong bytes\n",
+	printf("connections: %u connected, %u served, %u connect failures, %u errors, "
+	       "%" PRIu64 " wrong bytes\n",
 	       lg->connected, lg->served, lg->connect_failures, lg->errors, lg->wrong_bytes);
 	printf("rounds: %" PRIu64 " in %.3f s = %.1f rounds/s, %.3f MB/s both ways\n",
 	       lg->rounds, seconds, rps, mbps);
@@ -903,12 +904,15 @@ static int print_results(struct loadgen *lg)
 	       (double)lg->latency.max / 1e3);
 	if (opt->idle)
 		printf("idle: %u of %u connections still open after %.3f s of silence\n",
-		       lg->in_state[CONN_HOLDING], opt->conns, (double)(lg->done_ns - lg->running_ns) / NS_PER_SEC);
+		       lg->in_state[CONN_HOLDING], opt->conns,
+		       (double)(lg->done_ns - lg->running_ns) / NS_PER_SEC);
 
-	printf("RESULT conns=%u connected=%u served=%u connect_failures=%u errors=%u wrong_bytes=%" PRIu64
-	       " rounds=%" PRIu64 " seconds=%.3f rps=%.1f mbps=%.3f p50_us=%.1f p99_us=%.1f p999_us=%.1f",
-	       opt->conns, lg->connected, lg->served, lg->connect_failures, lg->errors, lg->wrong_bytes,
-	       lg->rounds, seconds, rps, mbps, latency_us(lg, 50), latency_us(lg, 99), latency_us(lg, 99.9));
+	printf("RESULT conns=%u connected=%u served=%u connect_failures=%u errors=%u "
+	       "wrong_bytes=%" PRIu64 " rounds=%" PRIu64 " seconds=%.3f rps=%.1f mbps=%.3f "
+	       "p50_us=%.1f p99_us=%.1f p999_us=%.1f",
+	       opt->conns, lg->connected, lg->served, lg->connect_failures, lg->errors,
+	       lg->wrong_bytes, lg->rounds, seconds, rps, mbps,
+	       latency_us(lg, 50), latency_us(lg, 99), latency_us(lg, 99.9));
 	if (opt->idle)
 		printf(" idle_open=%u", lg->in_state[CONN_HOLDING]);
 	printf("\n");
@@ -931,10 +935,8 @@ int main(int argc, char **argv)
 		fputs("       (loadgen -h explains the options, the output and the exit status)\n", stderr);
 		return 2;
 	}
-	if (setup(&lg) < 0 || run(&lg) < 0)
-		goto out;
-	status = print_results(&lg);
-out:
+	if (setup(&lg) == 0 && run(&lg) == 0)
+		status = print_results(&lg);
 	teardown(&lg);
 	return status;
 }

@@ -36,7 +36,7 @@ define each_chapter
 endef
 
 .PHONY: all build check check-tests check-starters memcheck sanitize run progress \
-	starters deps deps-build clean help
+	starters compare tools deps deps-build clean help
 .DEFAULT_GOAL := build
 all: build
 
@@ -71,6 +71,37 @@ run: deps-build
 progress: deps
 	@tools/progress.sh $(ALL_CHAPTERS)
 
+# The measuring instruments: the load generator and the reference peers.
+TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror $(CFLAGS)
+TOOLS := build/tools/loadgen build/tools/epoll_echo
+ifneq ($(shell command -v go 2>/dev/null),)
+TOOLS += build/tools/go_echo
+endif
+tools: $(TOOLS)
+
+build/tools/loadgen: tools/loadgen/loadgen.c tools/loadgen/histogram.c tools/loadgen/histogram.h
+	@mkdir -p $(@D)
+	$(CC) $(TOOLS_CFLAGS) $(filter %.c,$^) -o $@
+
+build/tools/epoll_echo: tools/peers/epoll_echo.c $(wildcard common/*.c common/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(TOOLS_CFLAGS) -Icommon $(filter %.c,$^) -o $@
+
+# Go caches builds under $HOME by default; keep it inside build/.
+build/tools/go_echo: tools/peers/go_echo.go
+	@mkdir -p $(@D)
+	GOCACHE=$(abspath build/go-cache) GOTOOLCHAIN=local GOFLAGS= go build -o $@ $<
+
+# N, SECONDS and SIZE choose the load; CH the chapters (default: all).
+N ?= 1 100 1000 10000
+SECONDS ?= 3
+SIZE ?= 64
+REPORT ?= docs/benchmarks.md
+compare: deps
+	@$(MAKE) --no-print-directory build IMPL=solutions
+	@$(MAKE) --no-print-directory tools
+	@tools/compare.sh -c "$(SELECTED)" -n "$(N)" -d $(SECONDS) -s $(SIZE) -o $(REPORT)
+
 starters:
 	@for ch in $(SELECTED); do tools/check-starters.sh --write $$ch || exit 1; done
 
@@ -92,6 +123,7 @@ help:
 	@echo "make sanitize         the tests, built with AddressSanitizer and UBSan"
 	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"
 	@echo "make progress         which chapters of your code pass their tests"
+	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=)"
 	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
 	@echo "make clean            remove build/"
 	@echo "make help             this list"

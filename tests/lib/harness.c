@@ -26,7 +26,10 @@ enum {
 	START_TIMEOUT_MS = 10000,   /* Valgrind takes a while to start a program */
 	STOP_TIMEOUT_MS = 5000,
 	MAX_SERVERS = 8,
-	STDERR_TAIL = 4096,
+	STDERR_TAIL = 2048,
+	/* Check passes a failure message from the test process in one packet of
+	 * at most 4 KiB (CK_MAX_MSG_SIZE); longer ones are lost. */
+	MAX_MESSAGE = 4000,
 	MAX_ARGS = 64,
 };
 
@@ -111,7 +114,7 @@ static void describe_dead_servers(char *msg, size_t size)
 
 void th_fail(const char *fmt, ...)
 {
-	static char msg[16384];
+	static char msg[MAX_MESSAGE];
 	va_list args;
 	va_start(args, fmt);
 	vsnprintf(msg, sizeof msg, fmt, args);
@@ -132,13 +135,24 @@ void th_fail(const char *fmt, ...)
 
 /* ---- Suites -------------------------------------------------------------- */
 
+/* Forget the servers: their stderr files and pipes. */
+static void release_servers(void)
+{
+	for (int i = 0; i < n_servers; i++) {
+		if (servers[i].stdout_fd >= 0)
+			close(servers[i].stdout_fd);
+		unlink(servers[i].stderr_path);
+	}
+	n_servers = 0;
+}
+
 static void stop_all_servers(void)
 {
 	th_about("", "");	/* how a server ends is not about the test's TODO */
 	for (int i = 0; i < n_servers; i++)
 		if (servers[i].pid > 0)
 			th_stop(&servers[i]);
-	n_servers = 0;
+	release_servers();
 }
 
 /* After a failed test in CK_FORK=no mode, no check: just do not leave
@@ -151,11 +165,8 @@ static void kill_all_servers(void)
 			waitpid(servers[i].pid, NULL, 0);
 			servers[i].pid = 0;
 		}
-		if (servers[i].stdout_fd >= 0)
-			close(servers[i].stdout_fd);
-		unlink(servers[i].stderr_path);
 	}
-	n_servers = 0;
+	release_servers();
 }
 
 static void setup(void)
@@ -360,9 +371,6 @@ void th_stop(struct th_server *s)
 		th_fail("on SIGTERM the server should exit with status 0, but it %s. "
 			"Its stderr ended with:\n%s", how, th_server_stderr(s));
 	}
-	close(s->stdout_fd);
-	s->stdout_fd = -1;
-	unlink(s->stderr_path);
 }
 
 /* Read /proc/PID/name into buf; false if the process is gone. */

@@ -58,7 +58,8 @@ struct th_launch {
 struct th_server *th_start(const struct th_launch *launch);
 
 /* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
- * Valgrind or sanitizer error, a hang are all failures). */
+ * Valgrind or sanitizer error, a hang are all failures). Its stderr stays
+ * readable until the test ends. */
 void th_stop(struct th_server *server);
 
 /* CPU time the server has used so far (user + system), and its resident
@@ -66,7 +67,7 @@ void th_stop(struct th_server *server);
 long th_server_cpu_ms(const struct th_server *server);
 long th_server_rss_kib(const struct th_server *server);
 
-/* The server's stderr so far (a static buffer, the last 4 KiB at most). */
+/* The server's stderr so far (a static buffer, the last 2 KiB at most). */
 const char *th_server_stderr(const struct th_server *server);
 
 /* ---- Clients ----------------------------------------------------------- */

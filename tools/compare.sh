@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# `make compare`: measures every chapter's echo server, and the reference
+# peers, under the same load, and writes one Markdown table (and a plot where
+# gnuplot is installed). The server runs pinned to CPU 0 and the load
+# generator to CPU 1, so neither steals the other's core.
+#
+#   compare.sh [-c "01-blocking ..."] [-n "1 100 1000 10000"] [-d SECONDS]
+#              [-s SIZE] [-o REPORT.md]
+set -euo pipefail
+
+chapters=""
+conns="1 100 1000 10000"
+seconds=3
+size=64
+report=docs/benchmarks.md
+while getopts "c:n:d:s:o:" flag; do
+	case $flag in
+	c) chapters=$OPTARG ;;
+	n) conns=$OPTARG ;;
+	d) seconds=$OPTARG ;;
+	s) size=$OPTARG ;;
+	o) report=$OPTARG ;;
+	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT]" >&2; exit 2 ;;
+	esac
+done
+
+loadgen=build/tools/loadgen
+work=build/compare
+mkdir -p "$work"
+results=$work/results.tsv
+: >"$results"
+
+# The implementations: "name|command" (the command gets -p 0 appended).
+impls=()
+for ch in $chapters; do
+	impls+=("$ch|build/solutions/$ch/echo_server")
+done
+impls+=("epoll callback (C)|build/tools/epoll_echo")
+if /usr/bin/python3 -c 'import gevent' 2>/dev/null; then
+	impls+=("gevent|/usr/bin/python3 tools/peers/gevent_echo.py")
+else
+	echo "compare: python3-gevent is not installed; the gevent peer is left out" >&2
+fi
+if [ -x build/tools/go_echo ]; then
+	impls+=("Go goroutines|build/tools/go_echo")
+else
+	echo "compare: Go is not installed; the Go peer is left out" >&2
+fi
+
+cpus=$(nproc)
+server_cpu=0
+load_cpu=$((cpus > 1 ? 1 : 0))
+[ "$cpus" -gt 1 ] || echo "compare: one CPU only: server and load generator share it" >&2
+# Every connection is a descriptor on both sides.
+ulimit -n "$(ulimit -Hn)"
+
+server_pid=""
+stop_server() {
+	[ -n "$server_pid" ] || return 0
+	kill -TERM "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=""
+}
+trap stop_server EXIT
+
+# start_server COMMAND: starts it pinned to the server CPU, sets server_pid
+# and port.
+start_server() {
+	local out=$work/server.out
+	: >"$out"
+	# shellcheck disable=SC2086 # the command is a command line
+	taskset -c "$server_cpu" $1 -p 0 >"$out" 2>"$work/server.err" &
+	server_pid=$!
+	for _ in $(seq 100); do
+		if grep -q '^listening on ' "$out"; then
+			port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out")
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "compare: $1 did not print its listening line; its stderr:" >&2
+	cat "$work/server.err" >&2
+	return 1
+}
+
+# Field of /proc/PID/status, in KiB.
+status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+# User + system CPU time of PID, in clock ticks (proc(5), fields 14 and 15).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+ticks_per_second=$(getconf CLK_TCK)
+for impl in "${impls[@]}"; do
+	name=${impl%%|*}
+	command=${impl#*|}
+	for n in $conns; do
+		start_server "$command" || continue
+		base_kib=$(status_kib "$server_pid" VmRSS)
+		cpu_before=$(cpu_ticks "$server_pid")
+		echo "compare: $name, $n connections, ${seconds}s" >&2
+		summary=$(taskset -c "$load_cpu" "$loadgen" -p "$port" -n "$n" -d "$seconds" -s "$size" -q \
+			2>"$work/loadgen.err" | grep '^RESULT ' || true)
+		cpu_after=$(cpu_ticks "$server_pid")
+		hwm_kib=$(status_kib "$server_pid" VmHWM)
+		stop_server
+		if [ -z "$summary" ]; then
+			echo "compare: the load generator failed:" >&2
+			cat "$work/loadgen.err" >&2
+			continue
+		fi
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n" "$summary" "$base_kib" "$hwm_kib" \
+			"$cpu_before" "$cpu_after" >>"$results"
+	done
+done
+
+# The table, from the results: one row per implementation and N.
+table() {
+	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU s |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	awk -F'\t' -v hz="$ticks_per_second" '
+	{
+		delete f
+		n = split($3, kv, " ")
+		for (i = 2; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
+		per_conn = $2 > 0 ? ($5 - $4) / $2 : 0
+		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %.2f |\n",
+			$1, $2, f["rps"], f["p50_us"], f["p99_us"], f["served"], $2,
+			f["errors"] + f["wrong_bytes"] + f["connect_failures"], $5 / 1024, per_conn,
+			($7 - $6) / hz
+	}' "$results"
+}
+
+machine="$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)),"
+machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+{
+	echo "# Benchmarks"
+	echo
+	echo "Every chapter's echo server and the reference peers under the same load, measured by"
+	echo "\`make compare\` on $(date -u +%Y-%m-%d): $machine."
+	echo "Each row is one run of \`tools/loadgen\` for ${seconds} s with ${size}-byte messages over N"
+	echo "connections (\`$0 -n \"$conns\" -d $seconds -s $size\`); the server is pinned to CPU $server_cpu and"
+	echo "the load generator to CPU $load_cpu. *Served* counts connections that got at least one correct"
+	echo "reply; *errors* adds connect failures, broken connections and wrong bytes. *Peak RSS* is"
+	echo "the server's VmHWM; *KiB/conn* is its growth over the idle server's VmRSS, divided by N;"
+	echo "*server CPU* is its user + system time during the run."
+	echo
+	table
+} >"$report.tmp"
+
+# plot: round trips per second and memory per connection against N, one line
+# per implementation.
+plot() {
+	local png=$1 rps=() mem=() i=0 name
+	while IFS= read -r name; do
+		i=$((i + 1))
+		awk -F'\t' -v name="$name" '$1 == name {
+			n = split($3, kv, " ")
+			for (j = 2; j <= n; j++) { split(kv[j], p, "="); f[p[1]] = p[2] }
+			printf "%d\t%s\t%.2f\n", $2, f["rps"], $2 > 0 ? ($5 - $4) / $2 : 0
+		}' "$results" >"$work/plot.$i.dat"
+		rps+=("'$work/plot.$i.dat' using 1:2 with linespoints title '$name'")
+		mem+=("'$work/plot.$i.dat' using 1:3 with linespoints title '$name'")
+	done < <(cut -f1 "$results" | awk '!seen[$0]++')
+	local IFS=,
+	gnuplot <<-GNUPLOT
+		set terminal pngcairo size 1200,500 noenhanced
+		set output '$png'
+		set multiplot layout 1,2
+		set logscale x
+		set xlabel 'connections (N)'
+		set key left bottom
+		set title 'round trips per second'
+		set logscale y
+		plot ${rps[*]}
+		set title 'server memory per connection (KiB)'
+		unset logscale y
+		set key left top
+		plot ${mem[*]}
+	GNUPLOT
+}
+
+if command -v gnuplot >/dev/null 2>&1; then
+	png=${report%.md}.png
+	if plot "$png" 2>"$work/gnuplot.err"; then
+		printf '\n![round trips per second and memory per connection against N](%s)\n' \
+			"${png##*/}" >>"$report.tmp"
+	else
+		echo "compare: gnuplot failed: $(cat "$work/gnuplot.err")" >&2
+	fi
+fi
+mv "$report.tmp" "$report"
+table
+echo "compare: wrote $report" >&2

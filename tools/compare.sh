@@ -155,7 +155,7 @@ plot() {
 		awk -F'\t' -v name="$name" '$1 == name {
 			n = split($3, kv, " ")
 			for (j = 2; j <= n; j++) { split(kv[j], p, "="); f[p[1]] = p[2] }
-			printf "%d\t%s\t%.2f\n", $2, f["rps"], $2 > 0 ? ($5 - $4) / $2 : 0
+			printf "%d\t%s\t%.2f\n", $2, f["rps"], ($2 > 0 ? ($5 - $4) / $2 : 0)
 		}' "$results" >"$work/plot.$i.dat"
 		rps+=("'$work/plot.$i.dat' using 1:2 with linespoints title '$name'")
 		mem+=("'$work/plot.$i.dat' using 1:3 with linespoints title '$name'")

@@ -6,7 +6,7 @@
 #
 # SRC may be any folder with a chapter's files (the starter in chapters/, or a
 # starter with one exercise cut, made by tools/check-starters.sh); the tests
-# always come from tests/$(CHAPTER), and tests/adversarial runs against every
+# always come from tests/$(CHAPTER), and tests/all-chapters runs against every
 # chapter. SAN=1 builds with ASan and UBSan.
 #
 # By default a chapter builds one program, echo_server, from all of its .c
@@ -27,7 +27,9 @@ PROGRAMS := echo_server
 echo_server_SRCS := $(notdir $(wildcard $(SRC)/*.c))
 CHAPTER_STD := -std=c11
 -include $(SRC)/build.mk
-TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c))) test_adversarial
+# The suites in tests/all-chapters run against every chapter.
+SHARED_TESTS := $(basename $(notdir $(wildcard tests/all-chapters/test_*.c)))
+TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c))) $(SHARED_TESTS)
 -include $(TESTS_DIR)/build.mk
 
 WARNINGS := -Wall -Wextra -Werror
@@ -75,8 +77,7 @@ $(OUT)/tests/%.o: $(TESTS_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-# The adversarial suite runs against every chapter's server.
-$(OUT)/tests/test_adversarial.o: tests/adversarial/test_adversarial.c $(FLAGS_STAMP)
+$(OUT)/tests/%.o: tests/all-chapters/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
@@ -97,7 +98,8 @@ endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 define test_rule
-$(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(call objects,$($(1)_LINK))
+$(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(OUT)/lib/promises.o \
+		$(call objects,$($(1)_LINK))
 	$$(LINK) $$^ -o $$@ $(CHECK_LIBS)
 endef
 $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))

@@ -1,5 +1,6 @@
-/* Chapter 01's tests: the blocking echo server echoes every byte correctly,
- * survives clients that misbehave, and serves one client at a time. */
+/* Chapter 01's tests: the blocking server accepts clients one after another,
+ * and serves one at a time. The echo itself, misbehaving clients and the
+ * command line are tested for every chapter in tests/all-chapters. */
 #define _GNU_SOURCE
 
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 /* How long a waiting client must hear nothing. Absence cannot be proven by
  * waiting, but a server that serves two clients at once answers in well under
  * a millisecond on loopback, so 300 ms of silence is unambiguous. */
-enum { SILENCE_MS = 300, MIB = 1024 * 1024 };
+enum { SILENCE_MS = 300 };
 
 static void echo_text(int fd, const char *text)
 {
@@ -75,38 +76,6 @@ START_TEST(second_client_waits_until_first_leaves)
 }
 END_TEST
 
-START_TEST(keeps_serving_after_a_client_resets_mid_stream)
-{
-	th_about("accept_loop echo_loop", "an error on one client's socket (ECONNRESET) "
-		 "stopped the server instead of dropping that client");
-	struct th_server *server = th_start(NULL);
-	int rude = th_connect(server);
-	/* Fill the pipes so the server is blocked mid-write, then reset. */
-	th_send_without_reading(rude, 16 * MIB);
-	th_reset(rude);
-
-	int polite = th_connect(server);
-	echo_text(polite, "still there?");
-	th_close(polite);
-}
-END_TEST
-
-START_TEST(survives_a_client_that_closes_without_reading)
-{
-	th_about("accept_loop echo_loop", "writing to a client that has gone raises SIGPIPE, "
-		 "which kills the server unless it is ignored; or EPIPE stopped the server");
-	struct th_server *server = th_start(NULL);
-	for (int i = 0; i < 3; i++) {
-		int gone = th_connect(server);
-		th_send_without_reading(gone, 16 * MIB);
-		th_close(gone);
-	}
-	int next = th_connect(server);
-	echo_text(next, "after sigpipe");
-	th_close(next);
-}
-END_TEST
-
 START_TEST(verbose_flag_logs_connects_and_disconnects)
 {
 	th_about("accept_loop", "with -v, log \"ADDRESS connected\" and \"ADDRESS disconnected\"");
@@ -128,206 +97,14 @@ START_TEST(verbose_flag_logs_connects_and_disconnects)
 }
 END_TEST
 
-/* ---- echo_loop ----------------------------------------------------------- */
-
-START_TEST(uppercases_ascii_letters_only)
-{
-	th_about("echo_loop", "the reply is not the request with a..z uppercased");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	echo_text(fd, "Hello, World! abc xyz ABC XYZ 0123456789 {|}~ `@[\n");
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_every_byte_value)
-{
-	th_about("echo_loop", "bytes outside a..z must come back unchanged (NUL and 0x80..0xff "
-		 "too: do not use string functions or toupper() on binary data)");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *all = th_payload(256, 0);
-	th_expect_echo(fd, all, 256);
-	free(all);
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_a_single_byte)
-{
-	th_about("echo_loop", "the server waits for a full buffer before it answers");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	echo_text(fd, "x");
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_one_mebibyte_sent_in_one_go)
-{
-	th_about("echo_loop write_all", "the echo loop stops after one read, "
-		 "or the server drops bytes it read but did not write");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *big = th_payload(MIB, 3);
-	th_expect_echo(fd, big, MIB);
-	free(big);
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_many_small_writes_in_order)
-{
-	th_about("echo_loop", "bytes were lost or reordered between reads");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *data = th_payload(3000, 4);
-	struct th_exchange ex = { .send = data, .send_len = 3000, .chunk = 3, .want = 3000 };
-	struct th_reply reply;
-	th_exchange(fd, &ex, &reply);
-	th_check_echo(data, 3000, &reply);
-	th_reply_free(&reply);
-	free(data);
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(half_close_gets_every_byte_then_eof)
-{
-	th_about("echo_loop", "when read() returns 0 the client has finished sending: "
-		 "everything it sent must be echoed, and then the server closes");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *data = th_payload(100000, 5);
-	struct th_exchange ex = { .send = data, .send_len = 100000, .shut_wr = true,
-				  .until_eof = true };
-	struct th_reply reply;
-	th_exchange(fd, &ex, &reply);
-	th_check_echo(data, 100000, &reply);
-	if (!reply.eof)
-		th_fail("after the client half-closed and got its echo, the server should close "
-			"the connection; it kept it open");
-	th_reply_free(&reply);
-	free(data);
-	th_close(fd);
-}
-END_TEST
-
-/* ---- write_all, under the short-I/O shim ---------------------------------- */
-
-static const struct th_launch short_io = { .short_io = true };
-
-START_TEST(echoes_through_short_reads_and_writes)
-{
-	th_about("write_all", "write() moved fewer bytes than asked and the rest were never "
-		 "written: write_all() must loop until every byte is out");
-	struct th_server *server = th_start(&short_io);
-	int fd = th_connect(server);
-	unsigned char *data = th_payload(64 * 1024, 6);
-	th_expect_echo(fd, data, 64 * 1024);
-	free(data);
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_every_byte_value_through_eintr)
-{
-	th_about("write_all echo_loop", "a call that failed with EINTR was treated as an error: "
-		 "EINTR means \"interrupted before doing anything, try again\"");
-	struct th_server *server = th_start(&short_io);
-	for (int i = 0; i < 3; i++) {
-		int fd = th_connect(server);
-		unsigned char *all = th_payload(256, 0);
-		th_expect_echo(fd, all, 256);
-		free(all);
-		th_close(fd);
-	}
-}
-END_TEST
-
-/* ---- The command line (common/cli.c, no TODO) ----------------------------- */
-
-/* Run the server with args; return its exit status and stderr. */
-static int run_server_with(const char *const *args, char *err, size_t err_size)
-{
-	const char *server = getenv("TH_SERVER");
-	int pipefd[2];
-	if (server == NULL || pipe(pipefd) < 0)
-		th_fail("cannot run the server: TH_SERVER unset or pipe failed");
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], STDERR_FILENO);
-		char *argv[8] = { (char *)server };
-		for (int i = 0; args[i] != NULL && i < 6; i++)
-			argv[i + 1] = (char *)args[i];
-		execv(server, argv);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	ssize_t got = read(pipefd[0], err, err_size - 1);
-	err[got > 0 ? got : 0] = '\0';
-	close(pipefd[0]);
-	int status;
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-START_TEST(bad_arguments_exit_2_with_usage)
-{
-	th_about("", "common/cli.c should reject this command line");
-	static const char *const bad[][3] = {
-		{ "-p", "not-a-port", NULL }, { "-p", "70000", NULL }, { "-x", NULL }, { "extra", NULL },
-	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char err[1024];
-		int status = run_server_with(bad[i], err, sizeof err);
-		if (status != 2 || strstr(err, "usage:") == NULL)
-			th_fail("echo_server %s %s: expected exit status 2 and a usage line, "
-				"got status %d and stderr:\n%s", bad[i][0], bad[i][1] ? bad[i][1] : "",
-				status, err);
-	}
-}
-END_TEST
-
-START_TEST(unusable_address_exits_1_with_reason)
-{
-	th_about("", "a failure to listen must print \"echo_server: <what>: <why>\" and exit 1");
-	static const char *const args[] = { "-H", "192.0.2.1", "-p", "0", NULL };
-	char err[1024];
-	int status = run_server_with(args, err, sizeof err);
-	if (status != 1 || strstr(err, "192.0.2.1") == NULL)
-		th_fail("listening on an address this machine does not have should fail with "
-			"status 1 and a message naming it; got status %d and stderr:\n%s", status, err);
-}
-END_TEST
-
 static Suite *blocking_suite(void)
 {
 	Suite *s = suite_create("01-blocking");
-
 	TCase *tc = th_tcase(s, "accept_loop", "accept_loop");
 	tcase_add_test(tc, serves_a_client);
 	tcase_add_test(tc, serves_clients_one_after_another);
 	tcase_add_test(tc, second_client_waits_until_first_leaves);
-	tcase_add_test(tc, keeps_serving_after_a_client_resets_mid_stream);
-	tcase_add_test(tc, survives_a_client_that_closes_without_reading);
 	tcase_add_test(tc, verbose_flag_logs_connects_and_disconnects);
-
-	tc = th_tcase(s, "echo_loop", "echo_loop");
-	tcase_add_test(tc, uppercases_ascii_letters_only);
-	tcase_add_test(tc, echoes_every_byte_value);
-	tcase_add_test(tc, echoes_a_single_byte);
-	tcase_add_test(tc, echoes_one_mebibyte_sent_in_one_go);
-	tcase_add_test(tc, echoes_many_small_writes_in_order);
-	tcase_add_test(tc, half_close_gets_every_byte_then_eof);
-
-	tc = th_tcase(s, "write_all", "write_all");
-	tcase_add_test(tc, echoes_through_short_reads_and_writes);
-	tcase_add_test(tc, echoes_every_byte_value_through_eintr);
-
-	tc = th_tcase(s, "command_line", "");
-	tcase_add_test(tc, bad_arguments_exit_2_with_usage);
-	tcase_add_test(tc, unusable_address_exits_1_with_reason);
 	return s;
 }
 

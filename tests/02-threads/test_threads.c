@@ -1,6 +1,7 @@
-/* Chapter 02's tests: with a thread per connection the server echoes as
- * before, serves many clients at once, lets no client stall the others,
- * counts its connections exactly and holds its cap on handler threads. */
+/* Chapter 02's tests: with a thread per connection the server serves many
+ * clients at once, lets no client stall the others, counts its connections
+ * exactly and holds its cap on handler threads. (The echo itself is tested
+ * for every chapter in tests/all-chapters.) */
 #define _GNU_SOURCE
 
 #include <stdio.h>
@@ -131,57 +132,6 @@ START_TEST(cap_holds_until_a_client_leaves)
 }
 END_TEST
 
-/* ---- Echo, as in chapter 01 ---------------------------------------------- */
-
-START_TEST(echoes_every_byte_value_and_a_mebibyte)
-{
-	th_about("", "the echo itself broke: chapter 01's serve_client() and write_all() "
-		 "are unchanged");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *data = th_payload(MIB, 22);
-	th_expect_echo(fd, data, MIB);
-	free(data);
-	echo_text(fd, "Hello, threads!");
-	th_close(fd);
-}
-END_TEST
-
-START_TEST(echoes_through_short_reads_writes_and_eintr)
-{
-	th_about("", "write_all() or the read loop does not retry short or interrupted calls");
-	static const struct th_launch short_io = { .short_io = true };
-	struct th_server *server = th_start(&short_io);
-	for (int i = 0; i < 3; i++) {
-		int fd = th_connect(server);
-		unsigned char *data = th_payload(16 * KIB, 23);
-		th_expect_echo(fd, data, 16 * KIB);
-		free(data);
-		th_close(fd);
-	}
-}
-END_TEST
-
-START_TEST(half_close_gets_every_byte_then_eof)
-{
-	th_about("", "when read() returns 0, everything received must be echoed, "
-		 "then the connection closed");
-	struct th_server *server = th_start(NULL);
-	int fd = th_connect(server);
-	unsigned char *data = th_payload(100 * KIB, 24);
-	struct th_exchange ex = { .send = data, .send_len = 100 * KIB, .shut_wr = true,
-				  .until_eof = true };
-	struct th_reply reply;
-	th_exchange(fd, &ex, &reply);
-	th_check_echo(data, 100 * KIB, &reply);
-	if (!reply.eof)
-		th_fail("the client half-closed and got its echo, but the server did not close");
-	th_reply_free(&reply);
-	free(data);
-	th_close(fd);
-}
-END_TEST
-
 static Suite *threads_suite(void)
 {
 	Suite *s = suite_create("02-threads");
@@ -196,11 +146,6 @@ static Suite *threads_suite(void)
 
 	tc = th_tcase(s, "wait_for_slot", "wait_for_slot");
 	tcase_add_test(tc, cap_holds_until_a_client_leaves);
-
-	tc = th_tcase(s, "echo", "");
-	tcase_add_test(tc, echoes_every_byte_value_and_a_mebibyte);
-	tcase_add_test(tc, echoes_through_short_reads_writes_and_eintr);
-	tcase_add_test(tc, half_close_gets_every_byte_then_eof);
 	return s;
 }
 

@@ -72,8 +72,8 @@ static void sleep_ms(int ms)
 
 void th_about(const char *todos, const char *likely_cause)
 {
-	about_todos = todos;
-	about_cause = likely_cause;
+	about_todos = todos != NULL ? todos : "";
+	about_cause = likely_cause != NULL ? likely_cause : "";
 }
 
 /* Describe how a child process ended, from its wait status. */
@@ -178,7 +178,7 @@ static void setup(void)
 TCase *th_tcase(Suite *suite, const char *name, const char *todos)
 {
 	TCase *tc = tcase_create(name);
-	if (todos[0] != '\0')
+	if (todos != NULL && todos[0] != '\0')
 		tcase_set_tags(tc, todos);
 	/* A hung test fails after this long; CK_TIMEOUT_MULTIPLIER stretches it
 	 * under Valgrind. Each wait inside a test has a shorter deadline of its own. */

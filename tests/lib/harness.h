@@ -20,7 +20,7 @@
 
 /* A test case named after the TODOs its tests check, tagged with them: the
  * starter check runs just these tests after cutting one TODO out, and some
- * must fail. todos is a space-separated list, or "" for none. */
+ * must fail. todos is a space-separated list, or "" or NULL for none. */
 TCase *th_tcase(Suite *suite, const char *name, const char *todos);
 
 /* Run the suite (Check's CK_* environment variables apply, including its TAP

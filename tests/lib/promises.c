@@ -1,0 +1,26 @@
+/* What each chapter's server promises; see promises.h. */
+#define _GNU_SOURCE
+
+#include "promises.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct th_promise promises[] = {
+	/* One client at a time by design: a hostile client holds up everyone
+	 * else until it leaves, so the suites check that the server survives
+	 * each one and serves the next client afterwards. */
+	{ "01-blocking", .serial = true, .echo_todos = "echo_loop", .retry_todos = "write_all" },
+	/* Coroutines that retry on EAGAIN: correct, but they never sleep. */
+	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "read_some" },
+};
+
+const struct th_promise *th_promise(void)
+{
+	static const struct th_promise unlisted = { .echo_todos = "", .retry_todos = "" };
+	const char *chapter = getenv("TH_CHAPTER");
+	for (size_t i = 0; chapter != NULL && i < sizeof promises / sizeof promises[0]; i++)
+		if (strcmp(promises[i].chapter, chapter) == 0)
+			return &promises[i];
+	return &unlisted;
+}

@@ -1,0 +1,21 @@
+/* What each chapter's server promises, declared once for the suites that run
+ * against every chapter (tests/all-chapters), and which of the chapter's TODOs
+ * those suites check. A chapter not listed serves clients concurrently,
+ * sleeps while idle, and has no TODO those suites check. */
+#ifndef PROMISES_H
+#define PROMISES_H
+
+#include <stdbool.h>
+
+struct th_promise {
+	const char *chapter;
+	bool serial;             /* serves one client at a time */
+	bool spins_when_idle;    /* busy-waits instead of sleeping in the kernel */
+	const char *echo_todos;  /* TODOs whose absence breaks the echo itself */
+	const char *retry_todos; /* TODOs whose absence breaks short or interrupted I/O */
+};
+
+/* The promise of the chapter under test (TH_CHAPTER). */
+const struct th_promise *th_promise(void);
+
+#endif

@@ -21,6 +21,8 @@ endif
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The CPU the compiler builds for: x86_64, aarch64...
+ARCH ?= $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 TESTS_DIR := tests/$(CHAPTER)
 
 PROGRAMS := echo_server
@@ -31,6 +33,11 @@ CHAPTER_STD := -std=c11
 SHARED_TESTS := $(basename $(notdir $(wildcard tests/all-chapters/test_*.c)))
 TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c))) $(SHARED_TESTS)
 -include $(TESTS_DIR)/build.mk
+# A chapter's tests/NN-slug/build.mk may name suites shared with other
+# chapters (USES_SUITES := coroutines) and what each test links
+# (test_co_LINK := co.c: chapter sources; test_x_HELPERS := regs: .c or .S
+# files from its own tests folder).
+TESTS += $(foreach suite,$(USES_SUITES),$(basename $(notdir $(wildcard tests/$(suite)/test_*.c))))
 
 WARNINGS := -Wall -Wextra -Werror
 ifeq ($(SAN),1)
@@ -77,7 +84,15 @@ $(OUT)/tests/%.o: $(TESTS_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
+$(OUT)/tests/%.o: $(TESTS_DIR)/%.S $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
 $(OUT)/tests/%.o: tests/all-chapters/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(OUT)/tests/%.o: tests/coroutines/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
@@ -99,7 +114,7 @@ $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 define test_rule
 $(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(OUT)/lib/promises.o \
-		$(call objects,$($(1)_LINK))
+		$(call objects,$($(1)_LINK)) $(patsubst %,$(OUT)/tests/%.o,$($(1)_HELPERS))
 	$$(LINK) $$^ -o $$@ $(CHECK_LIBS)
 endef
 $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))

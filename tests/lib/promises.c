@@ -12,7 +12,9 @@ static const struct th_promise promises[] = {
 	 * each one and serves the next client afterwards. */
 	{ "01-blocking", .serial = true, .echo_todos = "echo_loop", .retry_todos = "write_all" },
 	/* Coroutines that retry on EAGAIN: correct, but they never sleep. */
-	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "read_some" },
+	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "read_some",
+	  .coroutine_todos = "run entry yield" },
+	{ "04-asm-switch", .spins_when_idle = true, .coroutine_todos = "switch first_frame" },
 };
 
 const struct th_promise *th_promise(void)

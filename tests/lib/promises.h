@@ -1,6 +1,6 @@
-/* What each chapter's server promises, declared once for the suites that run
- * against every chapter (tests/all-chapters), and which of the chapter's TODOs
- * those suites check. A chapter not listed serves clients concurrently,
+/* What each chapter's server promises, declared once for the suites shared
+ * by several chapters (tests/all-chapters, tests/coroutines), and which of
+ * the chapter's TODOs those suites check. A chapter not listed serves clients concurrently,
  * sleeps while idle, and has no TODO those suites check. */
 #ifndef PROMISES_H
 #define PROMISES_H
@@ -13,6 +13,7 @@ struct th_promise {
 	bool spins_when_idle;    /* busy-waits instead of sleeping in the kernel */
 	const char *echo_todos;  /* TODOs whose absence breaks the echo itself */
 	const char *retry_todos; /* TODOs whose absence breaks short or interrupted I/O */
+	const char *coroutine_todos; /* TODOs tests/coroutines checks */
 };
 
 /* The promise of the chapter under test (TH_CHAPTER). */

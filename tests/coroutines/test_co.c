@@ -1,7 +1,8 @@
-/* Chapter 03's coroutine tests: turn order, coroutines that end, locals
- * across yields, stack use and alignment. Assertions run on the main stack,
- * after co_run() returns: a failed Check assertion in CK_FORK=no mode
- * longjmps out of the test, which must never happen from a coroutine's stack. */
+/* The coroutine tests, for every chapter with coroutines (co.h): turn order,
+ * coroutines that end, locals across yields, stack use and alignment.
+ * Assertions run on the main stack, after co_run() returns: a failed Check
+ * assertion in CK_FORK=no mode longjmps out of the test, which must never
+ * happen from a coroutine's stack. */
 #define _GNU_SOURCE
 
 #include <malloc.h>
@@ -11,6 +12,7 @@
 
 #include "co.h"
 #include "harness.h"
+#include "promises.h"
 
 /* What the coroutines did, written by them and checked after co_run(). */
 static char trace[64];
@@ -32,7 +34,7 @@ static void letter_twice(void *arg)
 
 START_TEST(runs_coroutines_in_turn_order)
 {
-	th_about("run entry yield", "co_yield() does not go back to the scheduler, or the "
+	th_about(th_promise()->coroutine_todos, "co_yield() does not go back to the scheduler, or the "
 		 "scheduler does not resume each coroutine in turn");
 	trace_len = 0;
 	trace[0] = '\0';
@@ -61,7 +63,7 @@ static void spawn_child(void *arg)
 
 START_TEST(a_coroutine_can_spawn_another)
 {
-	th_about("run entry yield", "a coroutine spawned by another is not queued after it");
+	th_about(th_promise()->coroutine_todos, "a coroutine spawned by another is not queued after it");
 	trace_len = 0;
 	trace[0] = '\0';
 	if (!co_spawn(spawn_child, NULL))
@@ -83,7 +85,7 @@ static void yield_once(void *arg)
 
 START_TEST(ten_thousand_coroutines_come_and_go)
 {
-	th_about("run entry", "finished coroutines are not freed, or not all of them run");
+	th_about(th_promise()->coroutine_todos, "finished coroutines are not freed, or not all of them run");
 	enum { MANY = 10000 };
 	/* mallinfo2() reports glibc's heap; under Valgrind or ASan, whose
 	 * allocators replace it, the leak checkers do this job instead. A first
@@ -128,7 +130,7 @@ static void sum_with_yields(void *arg)
 
 START_TEST(locals_survive_yields)
 {
-	th_about("yield run", "registers or the stack of one coroutine leak into another");
+	th_about(th_promise()->coroutine_todos, "registers or the stack of one coroutine leak into another");
 	sums[0] = sums[1] = 0;
 	co_spawn(sum_with_yields, &sums[0]);
 	co_spawn(sum_with_yields, &sums[1]);
@@ -150,7 +152,7 @@ static void record_frame(void *arg)
 
 START_TEST(stack_is_16_byte_aligned_at_entry)
 {
-	th_about("run", "the first frame is not aligned as the ABI requires: on x86-64 the "
+	th_about(th_promise()->coroutine_todos, "the first frame is not aligned as the ABI requires: on x86-64 the "
 		 "stack pointer plus 8 must be a multiple of 16 when a function starts");
 	frame_at_entry = 1;
 	co_spawn(record_frame, NULL);
@@ -182,7 +184,7 @@ static void go_deep(void *arg)
 
 START_TEST(deep_recursion_fits_in_the_stack)
 {
-	th_about("run entry", "a coroutine's stack is smaller than CO_STACK_SIZE, or overlaps "
+	th_about(th_promise()->coroutine_todos, "a coroutine's stack is smaller than CO_STACK_SIZE, or overlaps "
 		 "something");
 	/* About three quarters of the stack, 512-byte frames plus overhead. */
 	int max = (int)(CO_STACK_SIZE * 3 / 4 / 600);
@@ -205,8 +207,8 @@ END_TEST
 
 static Suite *co_suite(void)
 {
-	Suite *s = suite_create("03-setjmp coroutines");
-	TCase *tc = th_tcase(s, "coroutines", "run entry yield");
+	Suite *s = suite_create("coroutines");
+	TCase *tc = th_tcase(s, "coroutines", th_promise()->coroutine_todos);
 	tcase_add_test(tc, runs_coroutines_in_turn_order);
 	tcase_add_test(tc, a_coroutine_can_spawn_another);
 	tcase_add_test(tc, ten_thousand_coroutines_come_and_go);

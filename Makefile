@@ -23,8 +23,9 @@ endif
 RUN_CHAPTER := $(lastword $(SELECTED))
 
 # One chapter's make: $(call chapter_make,TARGET,CHAPTER,IMPL,OUT-PREFIX[,VARS])
+# A cross build (ARCH=aarch64) gets a build folder of its own.
 chapter_make = $(MAKE) --no-print-directory -f mk/chapter.mk SRC=$(3)/$(2) CHAPTER=$(2) \
-	OUT=build/$(4)/$(2) $(5) $(1)
+	OUT=build/$(if $(ARCH),$(ARCH)/)$(4)/$(2) $(5) $(1)
 
 # Run a target for every selected chapter; keep going after a failure so
 # that one broken chapter does not hide the state of the others.
@@ -36,7 +37,7 @@ define each_chapter
 endef
 
 .PHONY: all build check check-tests check-starters memcheck sanitize run progress \
-	starters compare tools deps deps-build clean help
+	starters compare tools pitfalls bench-switch deps deps-build clean help
 .DEFAULT_GOAL := build
 all: build
 
@@ -102,6 +103,11 @@ compare: deps
 	@$(MAKE) --no-print-directory tools
 	@tools/compare.sh -c "$(SELECTED)" -n "$(N)" -d $(SECONDS) -s $(SIZE) -o $(REPORT)
 
+# Chapter 04's demonstrations: the pitfalls of a hand-written switch, shown
+# on purpose, and the cost of one switch, measured several ways.
+pitfalls bench-switch: deps-build
+	@$(call chapter_make,$@,04-asm-switch,solutions,solutions)
+
 starters:
 	@for ch in $(SELECTED); do tools/check-starters.sh --write $$ch || exit 1; done
 
@@ -124,6 +130,9 @@ help:
 	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"
 	@echo "make progress         which chapters of your code pass their tests"
 	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=)"
+	@echo "make pitfalls         chapter 04's pitfalls of a hand-written switch, each shown on purpose"
+	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads"
+	@echo "make check CH=04 ARCH=aarch64   chapter 04's AArch64 switch, cross-built, tests under qemu"
 	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
 	@echo "make clean            remove build/"
 	@echo "make help             this list"

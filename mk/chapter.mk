@@ -21,7 +21,14 @@ endif
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The CPU the compiler builds for: x86_64, aarch64...
+# The CPU to build for: x86_64, aarch64... By default the compiler's. Another
+# one (make check ARCH=aarch64) means a cross build, whose compiler and test
+# runner mk/cross-ARCH.mk sets up.
+ifneq ($(ARCH),)
+ifneq ($(ARCH),$(shell uname -m))
+include mk/cross-$(ARCH).mk
+endif
+endif
 ARCH ?= $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 TESTS_DIR := tests/$(CHAPTER)
 
@@ -125,8 +132,10 @@ $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))
 TEST_ENV = TH_SERVER=$(abspath $(OUT)/echo_server) TH_SHORT_IO=$(abspath $(SHORT_IO)) \
 	TH_LESSON=chapters/$(CHAPTER)/README.md TH_CHAPTER=$(CHAPTER)
 # Sanitizer reports go to the server's stderr, which a failing test shows.
+# handle_segv=0: a SIGSEGV stays a signal (chapter 04 tests that a stack
+# overflow ends in one), instead of ASan's report and exit status 1.
 ifeq ($(SAN),1)
-TEST_ENV += ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1 \
+TEST_ENV += ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:handle_segv=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 endif
 
@@ -134,7 +143,7 @@ endif
 define run_tests
 	@failed=0; for t in $(TEST_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
-		$(TEST_ENV) $(2) $$t || failed=1; \
+		$(TEST_ENV) $(2) $(TEST_RUNNER) $$t || failed=1; \
 	done; exit $$failed
 endef
 

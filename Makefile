@@ -7,7 +7,15 @@ IMPL ?= solutions
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-ALL_CHAPTERS := $(sort $(notdir $(wildcard solutions/[0-9][0-9]-*)))
+# The chapters of the tree under test: a class may get chapters/ without
+# solutions/.
+ALL_CHAPTERS := $(sort $(notdir $(wildcard $(IMPL)/[0-9][0-9]-*)))
+ifeq ($(ALL_CHAPTERS),)
+ifneq ($(filter-out progress help clean,$(or $(MAKECMDGOALS),build)),)
+$(error no chapter folders in $(IMPL)/; to test the starters, use IMPL=chapters)
+endif
+endif
+STUDENT_CHAPTERS := $(sort $(notdir $(wildcard chapters/[0-9][0-9]-*)))
 ifeq ($(CH),)
 SELECTED := $(ALL_CHAPTERS)
 else
@@ -70,7 +78,7 @@ run: deps-build
 	@$(call chapter_make,run,$(RUN_CHAPTER),$(IMPL),$(IMPL),HOST=$(HOST) PORT=$(PORT))
 
 progress: deps
-	@tools/progress.sh $(ALL_CHAPTERS)
+	@tools/progress.sh $(STUDENT_CHAPTERS)
 
 # The measuring instruments: the load generator and the reference peers.
 TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror $(CFLAGS)

@@ -47,14 +47,17 @@ TESTS := $(basename $(notdir $(wildcard $(TESTS_DIR)/test_*.c))) $(SHARED_TESTS)
 TESTS += $(foreach suite,$(USES_SUITES),$(basename $(notdir $(wildcard tests/$(suite)/test_*.c))))
 
 WARNINGS := -Wall -Wextra -Werror
+# Valgrind 3.19 (Debian 12) cannot read the DWARF 5 that clang writes by
+# default; DWARF 4 works with every tool here.
+DEBUG := -g -gdwarf-4
 ifeq ($(SAN),1)
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 # CFLAGS and LDFLAGS from the command line come last, so they can add to these.
-CHAPTER_CFLAGS = $(CHAPTER_STD) -O2 -g $(WARNINGS) $(SANITIZE) -MMD -MP -Icommon -I$(SRC) $(CFLAGS)
+CHAPTER_CFLAGS = $(CHAPTER_STD) -O2 $(DEBUG) $(WARNINGS) $(SANITIZE) -MMD -MP -Icommon -I$(SRC) $(CFLAGS)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
-TEST_CFLAGS = -std=gnu11 -O2 -g $(WARNINGS) $(SANITIZE) -MMD -MP -Itests/lib -Icommon -I$(SRC) \
+TEST_CFLAGS = -std=gnu11 -O2 $(DEBUG) $(WARNINGS) $(SANITIZE) -MMD -MP -Itests/lib -Icommon -I$(SRC) \
 	$(CHECK_CFLAGS) $(CFLAGS)
 LINK = $(CC) $(SANITIZE) $(LDFLAGS)
 
@@ -111,7 +114,7 @@ $(OUT)/lib/%.o: tests/lib/%.c $(FLAGS_STAMP)
 # whose runtimes insist on being loaded first.
 $(SHORT_IO): tests/lib/short_io.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -O2 -g $(WARNINGS) -fPIC -shared $< -o $@ -ldl
+	$(CC) -std=gnu11 -O2 $(DEBUG) $(WARNINGS) -fPIC -shared $< -o $@ -ldl
 
 define program_rule
 $(OUT)/$(1): $(call objects,$($(1)_SRCS)) $(COMMON_OBJS)
@@ -121,8 +124,8 @@ $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 define test_rule
 $(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(OUT)/lib/promises.o \
-		$(call objects,$($(1)_LINK)) $(patsubst %,$(OUT)/tests/%.o,$($(1)_HELPERS))
-	$$(LINK) $$^ -o $$@ $(CHECK_LIBS)
+		$(call objects,$($(1)_LINK)) $(patsubst %,$(OUT)/tests/%.o,$($(1)_HELPERS)) $(COMMON_OBJS)
+	$$(LINK) $$^ -o $$@ $(CHECK_LIBS) $($(1)_LIBS)
 endef
 $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))
 

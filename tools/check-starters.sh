@@ -12,6 +12,11 @@ set -eu
 
 starter=tools/starter.sh
 
+# A teacher's CK_RUN_CASE or log file names are not for the mutant runs,
+# which select their tests by tag.
+unset CK_RUN_SUITE CK_RUN_CASE CK_INCLUDE_TAGS CK_EXCLUDE_TAGS \
+	CK_LOG_FILE_NAME CK_TAP_LOG_FILE_NAME CK_XML_LOG_FILE_NAME
+
 generate() {	# generate CHAPTER: the starter, made afresh, in build/starters
 	"$starter" cut "solutions/$1" "build/starters/$1"
 }

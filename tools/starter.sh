@@ -64,7 +64,7 @@ cut_file() {
 
 list() {
 	grep -rhoE '^[[:space:]]*/\* EXERCISE [a-z0-9_]+:' "$1" 2>/dev/null |
-		sed -E 's/.*EXERCISE ([a-z0-9_]+):/\1/' || true
+		sed -E 's/.*EXERCISE ([a-z0-9_]+):/\1/' | awk '!seen[$0]++'
 }
 
 cut_tree() {

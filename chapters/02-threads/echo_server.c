@@ -175,6 +175,8 @@ static void accept_failed(void)
 	case ENONET:
 	case ENOPROTOOPT:
 	case EOPNOTSUPP:
+	case ETIMEDOUT:		/* the client's handshake timed out */
+	case EPERM:		/* firewall rules refused this client */
 		return;
 	case EMFILE:		/* out of file descriptors or memory: */
 	case ENFILE:		/* report, and pause so that retrying */
@@ -341,8 +343,11 @@ static void setup_threads(void)
 	check(pthread_attr_init(&handler_attr), "pthread_attr_init");
 	check(pthread_attr_setdetachstate(&handler_attr, PTHREAD_CREATE_DETACHED),
 	      "pthread_attr_setdetachstate");
-	check(pthread_attr_setstacksize(&handler_attr, HANDLER_STACK_SIZE),
-	      "pthread_attr_setstacksize");
+	/* The smallest stack a thread may have depends on the CPU: 16 KiB on
+	 * x86-64, 128 KiB on AArch64 (sysconf(3), _SC_THREAD_STACK_MIN). */
+	long least = sysconf(_SC_THREAD_STACK_MIN);
+	size_t stack = least > HANDLER_STACK_SIZE ? (size_t)least : HANDLER_STACK_SIZE;
+	check(pthread_attr_setstacksize(&handler_attr, stack), "pthread_attr_setstacksize");
 
 	pthread_t waiter;
 	check(pthread_create(&waiter, &handler_attr, signal_thread, &stop), "pthread_create");

@@ -201,6 +201,8 @@ static void accept_failed(int err, bool *out_of_fds)
 	case ENONET:
 	case ENOPROTOOPT:
 	case EOPNOTSUPP:
+	case ETIMEDOUT:		/* the client's handshake timed out */
+	case EPERM:		/* firewall rules refused this client */
 		return;
 	case EMFILE:		/* out of file descriptors or memory: */
 	case ENFILE:		/* report it once, then keep retrying while */

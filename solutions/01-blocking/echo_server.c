@@ -154,6 +154,8 @@ static void accept_failed(void)
 	case ENONET:
 	case ENOPROTOOPT:
 	case EOPNOTSUPP:
+	case ETIMEDOUT:		/* the client's handshake timed out */
+	case EPERM:		/* firewall rules refused this client */
 		return;
 	case EMFILE:		/* out of file descriptors or memory: */
 	case ENFILE:		/* report, and pause so that retrying */

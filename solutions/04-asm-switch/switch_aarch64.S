@@ -25,6 +25,16 @@
 	.globl	co_switch
 	.type	co_switch, %function
 co_switch:
+	/* EXERCISE switch: save this stack's registers, switch, restore.
+	 * Make room for the 176-byte frame above (sub sp); store x19-x30 and
+	 * d8-d15 there in pairs (stp), and the FPCR (mrs into x9, then str);
+	 * store sp in *from (x0), through x9: str cannot store sp itself. Load
+	 * sp from *to (x1), then undo the same steps in reverse order: msr fpcr,
+	 * ldp d14, d15 ... x19, x20, release the frame (add sp), ret.
+	 * Hint: the layout must match first_frame() in co.c exactly.
+	 * Tests: callee_saved_registers_survive_a_switch,
+	 *        rounding_mode_stays_with_its_coroutine, and every server test.
+	 */
 	sub	sp, sp, #176		/* the frame for this stack's registers */
 	stp	x19, x20, [sp, #0]	/* callee-saved general registers */
 	stp	x21, x22, [sp, #16]
@@ -57,6 +67,8 @@ co_switch:
 	ldp	x19, x20, [sp, #0]
 	add	sp, sp, #176
 	ret				/* to x30: where that stack called co_switch */
+	/* STUB: udf #0 */
+	/* END switch */
 	.size	co_switch, .-co_switch
 
 /* A new coroutine's first switch "returns" here (first_frame() put co_start

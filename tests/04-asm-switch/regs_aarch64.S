@@ -3,7 +3,8 @@
  *
  * uint64_t regs_survive(void (*yield)(void), uint64_t seed);
  *
- * Fills x19-x28 and d8-d15 with patterns made from seed, calls yield(), and
+ * Fills x19-x28 and d8-d15 with patterns made from seed (seed + 1 .. seed +
+ * 18), calls yield(), and
  * returns a bit mask of the registers that no longer hold their pattern:
  * bits 0-9 x19-x28, bits 10-17 d8-d15. 0 means all survived. */
 
@@ -24,11 +25,13 @@ regs_survive:
 	stp	d14, d15, [sp, #144]
 	str	x1, [sp, #-16]!		/* keep seed; sp stays 16-byte aligned */
 
+	/* add, not eor: a logical immediate must be a repeating bit pattern,
+	 * and most small numbers are not (5 is not encodable for eor). */
 	.macro	fill reg, k
-	eor	\reg, x1, #\k
+	add	\reg, x1, #\k
 	.endm
 	.macro	filld reg, k
-	eor	x9, x1, #\k
+	add	x9, x1, #\k
 	fmov	\reg, x9
 	.endm
 	fill	x19, 1
@@ -55,14 +58,14 @@ regs_survive:
 	ldr	x1, [sp]		/* seed */
 	mov	x0, #0			/* the mask of registers that changed */
 	.macro	expect reg, k, bit
-	eor	x9, x1, #\k
+	add	x9, x1, #\k
 	cmp	\reg, x9
 	b.eq	1f
 	orr	x0, x0, #(1 << \bit)
 1:
 	.endm
 	.macro	expectd reg, k, bit
-	eor	x9, x1, #\k
+	add	x9, x1, #\k
 	fmov	x10, \reg
 	cmp	x10, x9
 	b.eq	1f

@@ -5,8 +5,12 @@
  * other clients meanwhile. */
 #define _GNU_SOURCE
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "harness.h"
@@ -191,15 +195,40 @@ START_TEST(sixteen_mib_echoed_whole_while_others_chat)
 }
 END_TEST
 
+/* Wait until the server's kernel has taken all we sent, our FIN included
+ * (SIOCOUTQ counts what is not yet acknowledged, the FIN as one byte). */
+static void wait_until_delivered(int fd)
+{
+	for (int waited = 0; waited < th_ms(5000); waited++) {
+		int unacked;
+		if (ioctl(fd, SIOCOUTQ, &unacked) < 0)
+			th_fail("ioctl SIOCOUTQ: %s", strerror(errno));
+		if (unacked == 0)
+			return;
+		sleep_ms(1);
+	}
+	th_fail("the server did not take the last of our data within %d ms", th_ms(5000));
+}
+
 START_TEST(clients_that_leave_without_reading_raise_no_sigpipe)
 {
 	th_about("", "writing to a client that has gone raises SIGPIPE, whose default action "
 		 "kills the server: ignore it (or use MSG_NOSIGNAL) and handle EPIPE");
-	struct th_server *server = th_start(NULL);
+	/* The short-I/O shim makes the server echo a few bytes per call, so it
+	 * is still busy writing when the client has gone. */
+	static const struct th_launch slow = { .short_io = true };
+	struct th_server *server = th_start(&slow);
 	int other = bystander(server);
 	for (int i = 0; i < 3; i++) {
+		/* Our data and our FIN reach the server, whose socket is then in
+		 * CLOSE_WAIT; we leave with its echo unread, so our close sends an
+		 * RST. An RST in CLOSE_WAIT makes the server's next write fail
+		 * with EPIPE: the error that raises SIGPIPE. */
 		int gone = th_connect(server);
-		th_send_without_reading(gone, 4 * MIB);
+		th_send_without_reading(gone, 96 * 1024);
+		if (shutdown(gone, SHUT_WR) < 0)
+			th_fail("shutdown: %s", strerror(errno));
+		wait_until_delivered(gone);
 		th_close(gone);
 	}
 	bystander_still_served(other);

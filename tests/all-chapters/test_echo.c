@@ -5,8 +5,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "promises.h"
@@ -137,31 +135,6 @@ END_TEST
 
 /* ---- The command line (common/cli.c, no TODO) ----------------------------- */
 
-/* Run the server with args; return its exit status and stderr. */
-static int run_server_with(const char *const *args, char *err, size_t err_size)
-{
-	const char *server = getenv("TH_SERVER");
-	int pipefd[2];
-	if (server == NULL || pipe(pipefd) < 0)
-		th_fail("cannot run the server: TH_SERVER unset or pipe failed");
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], STDERR_FILENO);
-		char *argv[8] = { (char *)server };
-		for (int i = 0; args[i] != NULL && i < 6; i++)
-			argv[i + 1] = (char *)args[i];
-		execv(server, argv);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	ssize_t got = read(pipefd[0], err, err_size - 1);
-	err[got > 0 ? got : 0] = '\0';
-	close(pipefd[0]);
-	int status;
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 START_TEST(bad_arguments_exit_2_with_usage)
 {
 	th_about("", "common/cli.c should reject this command line");
@@ -170,7 +143,7 @@ START_TEST(bad_arguments_exit_2_with_usage)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char err[1024];
-		int status = run_server_with(bad[i], err, sizeof err);
+		int status = th_run_server(bad[i], err, sizeof err);
 		if (status != 2 || strstr(err, "usage:") == NULL)
 			th_fail("echo_server %s %s: expected exit status 2 and a usage line, "
 				"got status %d and stderr:\n%s", bad[i][0], bad[i][1] ? bad[i][1] : "",
@@ -184,7 +157,7 @@ START_TEST(unusable_address_exits_1_with_reason)
 	th_about("", "a failure to listen must print \"echo_server: <what>: <why>\" and exit 1");
 	static const char *const args[] = { "-H", "192.0.2.1", "-p", "0", NULL };
 	char err[1024];
-	int status = run_server_with(args, err, sizeof err);
+	int status = th_run_server(args, err, sizeof err);
 	if (status != 1 || strstr(err, "192.0.2.1") == NULL)
 		th_fail("listening on an address this machine does not have should fail with "
 			"status 1 and a message naming it; got status %d and stderr:\n%s", status, err);

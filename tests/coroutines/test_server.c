@@ -68,7 +68,8 @@ START_TEST(idle_server_burns_a_cpu)
 		 "keep yielding to each other. If this fails, the server sleeps somewhere");
 	struct th_server *server = th_start(NULL);
 	long used = idle_cpu_ms(server);
-	if (used < 100)
+	/* A loaded machine may give it a small share, but never next to none. */
+	if (used < 50)
 		th_fail("an idle server of this chapter should spin, but it used only %ld ms of "
 			"CPU in 500 ms", used);
 }
@@ -80,7 +81,7 @@ START_TEST(idle_server_sleeps)
 		 "not keep yielding");
 	struct th_server *server = th_start(NULL);
 	long used = idle_cpu_ms(server);
-	if (used > 50)
+	if (used > 20)
 		th_fail("an idle server used %ld ms of CPU in 500 ms: it is spinning", used);
 }
 END_TEST

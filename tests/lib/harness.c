@@ -188,10 +188,29 @@ TCase *th_tcase(Suite *suite, const char *name, const char *todos)
 	return tc;
 }
 
+/* Check writes one log per run of a test binary, and a chapter has several
+ * binaries: a %s in CK_LOG_FILE_NAME, CK_TAP_LOG_FILE_NAME or
+ * CK_XML_LOG_FILE_NAME becomes the binary's name, one file each. */
+static void log_per_binary(SRunner *runner, const char *variable,
+			   void (*set)(SRunner *, const char *), char *name, size_t size)
+{
+	const char *pattern = getenv(variable);
+	const char *at = pattern != NULL ? strstr(pattern, "%s") : NULL;
+	if (at == NULL)
+		return;
+	snprintf(name, size, "%.*s%s%s", (int)(at - pattern), pattern,
+		 program_invocation_short_name, at + 2);
+	set(runner, name);
+}
+
 int th_run(Suite *suite)
 {
+	static char log[256], tap[256], xml[256];
 	atexit(kill_all_servers);
 	SRunner *runner = srunner_create(suite);
+	log_per_binary(runner, "CK_LOG_FILE_NAME", srunner_set_log, log, sizeof log);
+	log_per_binary(runner, "CK_TAP_LOG_FILE_NAME", srunner_set_tap, tap, sizeof tap);
+	log_per_binary(runner, "CK_XML_LOG_FILE_NAME", srunner_set_xml, xml, sizeof xml);
 	srunner_run_all(runner, CK_ENV);
 	int failed = srunner_ntests_failed(runner);
 	srunner_free(runner);
@@ -224,21 +243,26 @@ static _Noreturn void exec_server(char **argv, int stdout_fd, int stderr_fd, con
 	_exit(127);
 }
 
-/* Split TH_WRAPPER on spaces into argv, followed by the server and its args. */
-static int build_argv(char **argv, char *wrapper, const char *server,
-		      const struct th_launch *launch)
+/* Split TH_WRAPPER on spaces into argv, followed by the server, -p 0 when
+ * any_port, and args (NULL-terminated, or NULL). */
+static int build_argv(char **argv, const char *server, bool any_port, const char *const *args)
 {
+	static char wrapper[1024];
+	const char *wrapper_env = getenv("TH_WRAPPER");
+	snprintf(wrapper, sizeof wrapper, "%s", wrapper_env != NULL ? wrapper_env : "");
 	int argc = 0;
 	for (char *word = strtok(wrapper, " "); word != NULL && argc < MAX_ARGS - 8;
 	     word = strtok(NULL, " "))
 		argv[argc++] = word;
 	argv[argc++] = (char *)server;
-	argv[argc++] = "-p";
-	argv[argc++] = "0";
-	for (int i = 0; launch->args != NULL && launch->args[i] != NULL; i++) {
+	if (any_port) {
+		argv[argc++] = "-p";
+		argv[argc++] = "0";
+	}
+	for (int i = 0; args != NULL && args[i] != NULL; i++) {
 		if (argc == MAX_ARGS - 1)
 			th_fail("too many server arguments");
-		argv[argc++] = (char *)launch->args[i];
+		argv[argc++] = (char *)args[i];
 	}
 	argv[argc] = NULL;
 	return argc;
@@ -292,11 +316,8 @@ struct th_server *th_start(const struct th_launch *launch)
 
 	const char *server = required_env("TH_SERVER");
 	const char *preload = launch->short_io ? required_env("TH_SHORT_IO") : NULL;
-	static char wrapper[1024];
-	const char *wrapper_env = getenv("TH_WRAPPER");
-	snprintf(wrapper, sizeof wrapper, "%s", wrapper_env != NULL ? wrapper_env : "");
 	char *argv[MAX_ARGS];
-	build_argv(argv, wrapper, server, launch);
+	build_argv(argv, server, true, launch->args);
 
 	struct th_server *s = &servers[n_servers];
 	*s = (struct th_server){ .stdout_fd = -1 };
@@ -343,6 +364,39 @@ struct th_server *th_start(const struct th_launch *launch)
 			th_fail("the short-I/O shim %s did not load into the server", preload);
 	}
 	return s;
+}
+
+int th_run_server(const char *const *args, char *err, size_t err_size)
+{
+	const char *server = required_env("TH_SERVER");
+	char *argv[MAX_ARGS];
+	build_argv(argv, server, false, args);
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		th_fail("pipe: %s", strerror(errno));
+	fflush(NULL);	/* or the child would flush our buffered output again */
+	pid_t pid = fork();
+	if (pid < 0)
+		th_fail("fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_server(argv, STDOUT_FILENO, pipefd[1], NULL);
+
+	close(pipefd[1]);
+	size_t len = 0;
+	ssize_t got;
+	while (len < err_size - 1 && (got = read(pipefd[0], err + len, err_size - 1 - len)) != 0) {
+		if (got < 0 && errno != EINTR)
+			th_fail("read the server's stderr: %s", strerror(errno));
+		if (got > 0)
+			len += (size_t)got;
+	}
+	err[len] = '\0';
+	close(pipefd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			th_fail("waitpid: %s", strerror(errno));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void th_stop(struct th_server *s)
@@ -434,6 +488,11 @@ const char *th_server_stderr(const struct th_server *s)
 
 int th_connect(const struct th_server *s)
 {
+	return th_connect_small_window(s, 0);
+}
+
+int th_connect_small_window(const struct th_server *s, int rcvbuf)
+{
 	struct addrinfo hints = {
 		.ai_socktype = SOCK_STREAM,
 		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
@@ -445,6 +504,9 @@ int th_connect(const struct th_server *s)
 	int fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		th_fail("socket: %s", strerror(errno));
+	/* Before connect(), or the window is already agreed (socket(7)). */
+	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0)
+		th_fail("setsockopt SO_RCVBUF: %s", strerror(errno));
 	int rc = connect(fd, addr->ai_addr, addr->ai_addrlen);
 	freeaddrinfo(addr);
 	if (rc < 0 && errno != EINPROGRESS)

@@ -24,7 +24,8 @@
 TCase *th_tcase(Suite *suite, const char *name, const char *todos);
 
 /* Run the suite (Check's CK_* environment variables apply, including its TAP
- * and XML logs); the exit status for main(). */
+ * and XML logs, where a %s in the file name becomes the test binary's name);
+ * the exit status for main(). */
 int th_run(Suite *suite);
 
 /* Say, at the start of a test, which TODOs it checks and the most likely
@@ -57,6 +58,12 @@ struct th_launch {
  * Stopped and checked by the test case's teardown. */
 struct th_server *th_start(const struct th_launch *launch);
 
+/* Run the server under test with just args (NULL-terminated), through
+ * TH_WRAPPER as th_start() does, and wait for it to end: for tests of its
+ * command line. Returns its exit status (128 + the signal, if one killed it),
+ * with the start of its stderr in err. */
+int th_run_server(const char *const *args, char *err, size_t err_size);
+
 /* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
  * Valgrind or sanitizer error, a hang are all failures). Its stderr stays
  * readable until the test ends. */
@@ -75,6 +82,10 @@ const char *th_server_stderr(const struct th_server *server);
 /* Connect to the server; fails the test if that does not work in time. The
  * socket is non-blocking: every wait in this harness has a deadline. */
 int th_connect(const struct th_server *server);
+
+/* The same with a receive buffer of rcvbuf bytes (SO_RCVBUF; 0: the
+ * default): a client that can hold little of the server's reply. */
+int th_connect_small_window(const struct th_server *server, int rcvbuf);
 
 /* Close a client; th_reset() closes it with an RST instead of a FIN. */
 void th_close(int fd);

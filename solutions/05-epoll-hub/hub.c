@@ -1,0 +1,212 @@
+/* Chapter 05: the hub; see hub.h.
+ *
+ * Every fd is added to the epoll set once, the first time a coroutine waits
+ * on it, for both directions and edge-triggered (EPOLLET): epoll reports a
+ * change of readiness once, and the hub never has to re-arm or modify the
+ * registration. A wait therefore costs no system call beyond the epoll_wait
+ * that the hub makes anyway. The price is the rule in hub.h: wait only after
+ * EAGAIN. Level-triggered registration would report a ready fd on every
+ * epoll_wait until it was drained, which is wasted wake-ups for fds nobody
+ * waits on; EPOLLONESHOT would need an epoll_ctl to re-arm before each wait. */
+#include "hub.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sched.h"
+
+enum { MAX_EVENTS = 256 };
+
+/* Per fd: the coroutine waiting to read and the one waiting to write. */
+struct hub_fd {
+	struct co *waiter[2];
+	bool registered;
+};
+
+struct hub_state {
+	int epfd;               /* -1 until first needed */
+	struct hub_fd *fds;     /* indexed by fd */
+	size_t nfds;
+	size_t fd_waits;        /* coroutines waiting on an fd */
+	struct timer_heap timers;
+	uint64_t loops;
+	struct epoll_event events[MAX_EVENTS];
+};
+
+static struct hub_state hub = { .epfd = -1 };
+
+static struct co *timer_owner(struct timer *t)
+{
+	return (struct co *)(void *)((char *)t - offsetof(struct co, timer));
+}
+
+int hub_open(void)
+{
+	if (hub.epfd < 0)
+		hub.epfd = epoll_create1(EPOLL_CLOEXEC);
+	return hub.epfd < 0 ? -1 : 0;
+}
+
+/* Make room for fd in the table and add it to the epoll set. */
+static int watch(int fd)
+{	if ((size_t)fd >= hub.nfds) {
+		size_t n = hub.nfds ? hub.nfds : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct hub_fd *fds = realloc(hub.fds, n * sizeof *fds);
+		if (fds == NULL)
+			return -1;
+		for (size_t i = hub.nfds; i < n; i++)
+			fds[i] = (struct hub_fd){ 0 };
+		hub.fds = fds;
+		hub.nfds = n;
+	}
+	if (hub.fds[fd].registered)
+		return 0;
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.fd = fd,
+	};
+	if (epoll_ctl(hub.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -1;
+	hub.fds[fd].registered = true;
+	return 0;
+}
+
+/* Park with an optional deadline; the caller has filled in co->wait. */
+static int park_until(struct co *co, int64_t deadline)
+{
+	if (deadline >= 0) {
+		co->timer.deadline = deadline;
+		if (!timers_add(&hub.timers, &co->timer))
+			return ENOMEM;
+	}
+	int result = co_park();
+	timers_remove(&hub.timers, &co->timer);
+	return result;
+}
+
+int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
+{
+	struct co *co = co_current();
+	if (fd < 0 || co == NULL) {
+		errno = fd < 0 ? EBADF : EPERM;
+		return -1;
+	}
+	if (watch(fd) < 0)
+		return -1;
+	if (hub.fds[fd].waiter[dir] != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	hub.fds[fd].waiter[dir] = co;
+	hub.fd_waits++;
+	co->wait = (struct co_wait){ .what = dir == HUB_READ ? "read" : "write", .fd = fd };
+	int result = park_until(co, deadline);
+	/* Whoever woke us left the table alone: clean up our own entry. The
+	 * table may have moved (realloc) while we were parked. */
+	if ((size_t)fd < hub.nfds && hub.fds[fd].waiter[dir] == co)
+		hub.fds[fd].waiter[dir] = NULL;
+	hub.fd_waits--;
+	if (result != 0) {
+		errno = result;
+		return -1;
+	}
+	return 0;
+}
+
+int hub_sleep_until(int64_t deadline)
+{
+	struct co *co = co_current();
+	co->wait = (struct co_wait){ .what = "sleep", .fd = -1 };
+	int result = park_until(co, deadline);
+	if (result != 0 && result != ETIMEDOUT) {
+		errno = result;
+		return -1;
+	}
+	return 0;
+}
+
+void hub_forget_fd(int fd)
+{
+	if (fd < 0 || (size_t)fd >= hub.nfds)
+		return;
+	struct hub_fd *f = &hub.fds[fd];
+	for (int dir = HUB_READ; dir <= HUB_WRITE; dir++) {
+		if (f->waiter[dir] != NULL)
+			co_wake(f->waiter[dir], EBADF);
+		f->waiter[dir] = NULL;
+	}
+	/* close() takes the fd out of the epoll set (the fd is never
+	 * duplicated here), so no EPOLL_CTL_DEL: one system call less. */
+	f->registered = false;
+}
+
+/* Wake the coroutines waiting on the fd an event is about. Errors and
+ * hang-ups wake both: their next read or write returns the error. */
+static void dispatch(const struct epoll_event *ev)
+{
+	int fd = ev->data.fd;
+	if ((size_t)fd >= hub.nfds)
+		return;
+	struct hub_fd *f = &hub.fds[fd];
+	uint32_t broken = EPOLLERR | EPOLLHUP;
+	if (f->waiter[HUB_READ] != NULL && (ev->events & (EPOLLIN | EPOLLRDHUP | broken)))
+		co_wake(f->waiter[HUB_READ], 0);
+	if (f->waiter[HUB_WRITE] != NULL && (ev->events & (EPOLLOUT | broken)))
+		co_wake(f->waiter[HUB_WRITE], 0);
+}
+
+static void expire_timers(void)
+{
+	int64_t now = co_now_ms();
+	struct timer *t;
+	while ((t = timers_first(&hub.timers)) != NULL && t->deadline <= now) {
+		timers_remove(&hub.timers, t);
+		co_wake(timer_owner(t), ETIMEDOUT);
+	}
+}
+
+/* How long epoll_wait may sleep: until the nearest timer, or for ever. */
+static int poll_timeout(void)
+{
+	struct timer *first = timers_first(&hub.timers);
+	if (first == NULL)
+		return -1;
+	int64_t left = first->deadline - co_now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+bool hub_poll(void)
+{
+	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
+		return false;
+	hub.loops++;
+	int n = epoll_wait(hub.epfd, hub.events, MAX_EVENTS, poll_timeout());
+	if (n < 0 && errno != EINTR)
+		cli_die("epoll_wait");
+	for (int i = 0; i < n; i++)
+		dispatch(&hub.events[i]);
+	expire_timers();
+	return true;
+}
+
+uint64_t hub_loops(void)
+{
+	return hub.loops;
+}
+
+void hub_close(void)
+{
+	if (hub.epfd >= 0 && close(hub.epfd) < 0)
+		cli_warn("close the epoll instance");
+	free(hub.fds);
+	timers_free(&hub.timers);
+	hub = (struct hub_state){ .epfd = -1 };
+}

@@ -1,0 +1,6 @@
+# The coroutine tests, shared with chapters 03 and 04, and this chapter's hub
+# tests link the chapter's coroutines, hub and green calls directly.
+USES_SUITES := coroutines
+test_co_LINK := $(HUB_SRCS)
+test_hub_LINK := $(HUB_SRCS)
+test_co_LIBS := -pthread

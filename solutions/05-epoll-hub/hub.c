@@ -99,6 +99,19 @@ int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 	}
 	if (watch(fd) < 0)
 		return -1;
+	/* EXERCISE wait_fd: park the coroutine as the waiter of fd.
+	 * If hub.fds[fd].waiter[dir] is taken, fail at once with EBUSY (a
+	 * second waiter would never be woken: dispatch() wakes one). Otherwise
+	 * become it, count it in hub.fd_waits, describe the wait in co->wait
+	 * (.what "read" or "write", .fd) for co_dump(), and park_until(co,
+	 * deadline). Once woken, clear the waiter entry if it is still yours
+	 * and uncount it; return 0 if park_until() returned 0, else -1 with
+	 * errno set to what it returned.
+	 * Hint: index hub.fds again after parking: another coroutine may have
+	 * grown (realloc'ed) the table meanwhile.
+	 * Tests: second_waiter_on_the_same_fd_gets_ebusy,
+	 * closing_an_fd_wakes_its_waiter, and every server test.
+	 */
 	if (hub.fds[fd].waiter[dir] != NULL) {
 		errno = EBUSY;
 		return -1;
@@ -107,8 +120,6 @@ int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 	hub.fd_waits++;
 	co->wait = (struct co_wait){ .what = dir == HUB_READ ? "read" : "write", .fd = fd };
 	int result = park_until(co, deadline);
-	/* Whoever woke us left the table alone: clean up our own entry. The
-	 * table may have moved (realloc) while we were parked. */
 	if ((size_t)fd < hub.nfds && hub.fds[fd].waiter[dir] == co)
 		hub.fds[fd].waiter[dir] = NULL;
 	hub.fd_waits--;
@@ -117,6 +128,10 @@ int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 		return -1;
 	}
 	return 0;
+	/* STUB: (void)dir; (void)deadline; (void)park_until; */
+	/* STUB: errno = ENOSYS; */
+	/* STUB: return -1; */
+	/* END wait_fd */
 }
 
 int hub_sleep_until(int64_t deadline)
@@ -185,6 +200,19 @@ static int poll_timeout(void)
 
 bool hub_poll(void)
 {
+	/* EXERCISE poll: sleep in the kernel until something can run.
+	 * If no coroutine waits on an fd (hub.fd_waits) and no timer is set
+	 * (timers_first()), nothing can ever wake anyone: return false. Else
+	 * count the loop (hub.loops++), epoll_wait() on hub.epfd into
+	 * hub.events (MAX_EVENTS) for at most poll_timeout() milliseconds,
+	 * dispatch() each event that came, then expire_timers(), and return
+	 * true. epoll_wait failing with EINTR is harmless; any other failure
+	 * is fatal (cli_die).
+	 * Hint: expire the timers after the events, whether or not any came:
+	 * a timeout is how the timers get their turn.
+	 * Tests: sleepers_wake_in_deadline_order, all_asleep_is_reported_not_a_hang,
+	 * idle_hub_sleeps_in_the_kernel, and every server test.
+	 */
 	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
 		return false;
 	hub.loops++;
@@ -195,6 +223,9 @@ bool hub_poll(void)
 		dispatch(&hub.events[i]);
 	expire_timers();
 	return true;
+	/* STUB: (void)dispatch; (void)expire_timers; (void)poll_timeout; */
+	/* STUB: return false; */
+	/* END poll */
 }
 
 uint64_t hub_loops(void)

@@ -18,6 +18,15 @@ static void place(struct timer_heap *heap, size_t i, struct timer *t)
 static void sift_up(struct timer_heap *heap, size_t i)
 {
 	struct timer *t = heap->items[i];
+	/* EXERCISE sift_up: restore the heap order above position i.
+	 * The timer t at i may be due earlier than its parent, at (i - 1) / 2.
+	 * While it is (use earlier()) and i is not the root, move the parent
+	 * down into i and go up to the parent's position; finally place() t
+	 * where it stopped. Every timer then is due no earlier than its parent,
+	 * so the root is due first.
+	 * Hint: sift_down() below does the same thing in the other direction.
+	 * Tests: sleepers_wake_in_deadline_order, ten_thousand_coroutines_sleep_and_wake.
+	 */
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;
 		if (!earlier(t, heap->items[parent]))
@@ -26,6 +35,8 @@ static void sift_up(struct timer_heap *heap, size_t i)
 		i = parent;
 	}
 	place(heap, i, t);
+	/* STUB: place(heap, i, t); */
+	/* END sift_up */
 }
 
 /* Move the timer at i down while a child is due before it. */

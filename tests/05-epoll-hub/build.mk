@@ -4,3 +4,4 @@ USES_SUITES := coroutines
 test_co_LINK := $(HUB_SRCS)
 test_hub_LINK := $(HUB_SRCS)
 test_co_LIBS := -pthread
+test_hub_LIBS := -pthread

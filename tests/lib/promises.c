@@ -16,6 +16,7 @@ static const struct th_promise promises[] = {
 	  .coroutine_todos = "run entry yield" },
 	{ "04-asm-switch", .spins_when_idle = true, .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
+	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll" },
 };
 
 const struct th_promise *th_promise(void)

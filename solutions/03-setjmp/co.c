@@ -3,8 +3,10 @@
  * _setjmp() saves where a coroutine is (its registers, stack pointer and
  * resume address) and _longjmp() goes back there, from any stack. What they
  * cannot do is start a function on a brand-new stack: that takes the few
- * lines of assembly in start_on_stack(). The plain setjmp()/longjmp() would
- * also save and restore the signal mask, a system call on every switch. */
+ * lines of assembly in start_on_stack(). The underscore says what we want:
+ * no saving and restoring of the signal mask, which would be a system call on
+ * every switch. Plain setjmp() does that on the BSDs and macOS (glibc's does
+ * not), and sigsetjmp(env, 1) does it everywhere. */
 
 /* With _FORTIFY_SOURCE (Ubuntu's compilers turn it on by default), glibc
  * swaps longjmp for __longjmp_chk, which aborts with "longjmp causes

@@ -25,7 +25,9 @@ while getopts "c:n:d:s:o:" flag; do
 done
 
 loadgen=build/tools/loadgen
-work=build/compare
+# A folder per report, so that two runs (a full one, a smoke run) do not
+# write over each other's files.
+work=build/compare/$(basename "$report" .md)
 mkdir -p "$work"
 results=$work/results.tsv
 : >"$results"

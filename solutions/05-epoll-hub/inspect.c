@@ -124,20 +124,27 @@ int co_watchdog(long ms, FILE *out)
 {
 	static struct watchdog dog;
 	dog = (struct watchdog){ .ms = ms, .out = out };
-	/* The watchdog must not take the signals the server waits for. */
+	/* The thread starts with every signal blocked (it inherits our mask
+	 * while we hold them all), so that it never takes one meant for the
+	 * coroutines' signalfd. The pthread functions return an error number. */
 	sigset_t all, old;
 	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int err = pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (err != 0)
+		goto fail;
 	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_t thread;
-	int err = pthread_create(&thread, &attr, watch, &dog);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err != 0) {
-		errno = err;
-		return -1;
+	err = pthread_attr_init(&attr);
+	if (err == 0) {
+		err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_t thread;
+		if (err == 0)
+			err = pthread_create(&thread, &attr, watch, &dog);
+		pthread_attr_destroy(&attr);
 	}
-	return 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);	/* cannot fail: valid arguments */
+	if (err == 0)
+		return 0;
+fail:
+	errno = err;
+	return -1;
 }

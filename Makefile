@@ -138,6 +138,7 @@ help:
 	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"
 	@echo "make progress         which chapters of your code pass their tests"
 	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=)"
+	@echo "make tools            build the load generator (build/tools/loadgen) and the peer servers"
 	@echo "make pitfalls         chapter 04's pitfalls of a hand-written switch, each shown on purpose"
 	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads"
 	@echo "make check CH=04 ARCH=aarch64   chapter 04's AArch64 switch, cross-built, tests under qemu"

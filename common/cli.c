@@ -15,10 +15,14 @@ static const char *program = "echo_server";
 static void vreport(const char *fmt, va_list args, int err)
 {
 	/* One fprintf per line, so lines from several threads do not interleave. */
-	char message[512];
+	char message[512], reason[128];
 	vsnprintf(message, sizeof message, fmt, args);
+	/* strerror_r, not strerror: chapter 02 reports errors from many
+	 * threads, and strerror may share one buffer among them. */
+	if (err != 0 && strerror_r(err, reason, sizeof reason) != 0)
+		snprintf(reason, sizeof reason, "error %d", err);
 	if (err != 0)
-		fprintf(stderr, "%s: %s: %s\n", program, message, strerror(err));
+		fprintf(stderr, "%s: %s: %s\n", program, message, reason);
 	else
 		fprintf(stderr, "%s: %s\n", program, message);
 }

@@ -10,7 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-enum { THREADS = 4, ROUNDS = 1000000 };
+enum { THREADS = 4, ROUNDS = 5000000 };
+
+/* The threads start counting together: otherwise the first may be done
+ * before the last has started, and they would never collide. */
+static pthread_barrier_t start_line;
 
 /* volatile makes the compiler load, add and store on every round, as it would
  * for a counter that other code reads; it does not make the three atomic. */
@@ -22,6 +26,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *add_unprotected(void *arg)
 {
 	(void)arg;
+	pthread_barrier_wait(&start_line);
 	for (int i = 0; i < ROUNDS; i++)
 		unprotected++;
 	return NULL;
@@ -30,6 +35,7 @@ static void *add_unprotected(void *arg)
 static void *add_atomic(void *arg)
 {
 	(void)arg;
+	pthread_barrier_wait(&start_line);
 	for (int i = 0; i < ROUNDS; i++)
 		atomic_fetch_add(&atomic_count, 1);
 	return NULL;
@@ -38,6 +44,7 @@ static void *add_atomic(void *arg)
 static void *add_locked(void *arg)
 {
 	(void)arg;
+	pthread_barrier_wait(&start_line);
 	/* Locking a valid, unlocked default mutex cannot fail (pthread_mutex_lock(3)). */
 	for (int i = 0; i < ROUNDS; i++) {
 		pthread_mutex_lock(&lock);
@@ -58,21 +65,27 @@ static double seconds_now(void)
 static void race(const char *name, void *(*add)(void *), long (*result)(void))
 {
 	pthread_t threads[THREADS];
+	int err = pthread_barrier_init(&start_line, NULL, THREADS);
+	if (err != 0) {
+		fprintf(stderr, "counter_race: pthread_barrier_init: %s\n", strerror(err));
+		exit(EXIT_FAILURE);
+	}
 	double start = seconds_now();
 	for (int i = 0; i < THREADS; i++) {
-		int err = pthread_create(&threads[i], NULL, add, NULL);
+		err = pthread_create(&threads[i], NULL, add, NULL);
 		if (err != 0) {
 			fprintf(stderr, "counter_race: pthread_create: %s\n", strerror(err));
 			exit(EXIT_FAILURE);
 		}
 	}
 	for (int i = 0; i < THREADS; i++) {
-		int err = pthread_join(threads[i], NULL);
+		err = pthread_join(threads[i], NULL);
 		if (err != 0) {
 			fprintf(stderr, "counter_race: pthread_join: %s\n", strerror(err));
 			exit(EXIT_FAILURE);
 		}
 	}
+	pthread_barrier_destroy(&start_line);	/* cannot fail: nobody waits on it now */
 	long got = result();
 	long expected = (long)THREADS * ROUNDS;
 	printf("%-12s %9ld of %9ld  (%5.1f%% lost)  %6.1f ms\n", name, got, expected,

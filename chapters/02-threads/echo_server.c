@@ -30,8 +30,8 @@ enum {
 	/* A thread's whole stack is reserved when the thread starts: 8 MiB by
 	 * default (ulimit -s), of which a handler touches a few pages (its 16 KiB
 	 * buffer and the frames of read(), write() and fprintf()). 64 KiB holds
-	 * that with room to spare, and 10,000 handlers reserve 640 MiB of address
-	 * space instead of 80 GiB. */
+	 * that with room to spare, and 10,000 handlers reserve about 660 MiB of
+	 * address space (each stack has a guard page too) instead of 78 GiB. */
 	HANDLER_STACK_SIZE = 64 * 1024,
 	DEFAULT_MAX_HANDLERS = 10000,
 	/* On SIGINT or SIGTERM, how long handlers get to finish. */
@@ -260,7 +260,8 @@ static void spawn_handler(int fd, const char *peer)
 	 * what you allocated and, if you called handler_starting(), call
 	 * handler_ended(false): one client is dropped, the server goes on.
 	 * Hint: pthread_create returns the error number; it does not set errno.
-	 * Tests: serves_two_hundred_clients_at_once, slow_client_does_not_stall_others.
+	 * Tests: serves_two_hundred_clients_at_once, idle_client_does_not_stall_others,
+	 * client_that_never_reads_does_not_stall_others.
 	 */
 	serve_client(fd, peer);
 	close(fd);

@@ -7,7 +7,6 @@
 #include "sched.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,15 +211,14 @@ static void co_free(struct co *co)
 	sched.count--;
 }
 
-void co_set_name(const char *fmt, ...)
+void co_set_name(const char *name)
 {
 	struct co *co = sched.current;
 	if (co == NULL)
 		return;
-	va_list args;
-	va_start(args, fmt);
-	vsnprintf(co->name, sizeof co->name, fmt, args);
-	va_end(args);
+	size_t len = strnlen(name, sizeof co->name - 1);
+	memcpy(co->name, name, len);
+	co->name[len] = '\0';
 }
 
 int co_park(void)

@@ -41,8 +41,10 @@ int co_sleep(long ms);
 /* The running coroutine, or 0 outside any. */
 co_id co_self(void);
 
-/* Name the running coroutine, for co_dump() and the watchdog. */
-void co_set_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Name the running coroutine, for co_dump(): a plain copy, not printf-like,
+ * because formatting takes a few KiB of stack, and every page of stack a
+ * coroutine touches stays resident. */
+void co_set_name(const char *name);
 
 /* How many coroutines exist. */
 size_t co_count(void);

@@ -118,7 +118,7 @@ static void serve_client(void *arg)
 {
 	struct client *client = arg;
 	char buf[BUFFER_SIZE];
-	co_set_name("client %s", client->peer);
+	co_set_name(client->peer);
 	if (verbose)
 		cli_log("%s connected", client->peer);
 	for (;;) {

@@ -2,7 +2,8 @@
  * join, coroutines parked on fds and woken by data, by a close or by the
  * peer leaving, one waiter per fd and direction, "all asleep" reported
  * instead of a hang, the dump, ten thousand sleepers, an idle hub that
- * sleeps in the kernel, and the watchdog. Assertions run on the main stack,
+ * sleeps in the kernel, the watchdog, and the server with ten thousand
+ * clients at once. Assertions run on the main stack,
  * after co_run() returns. */
 #define _GNU_SOURCE
 
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -294,6 +296,10 @@ START_TEST(all_asleep_is_reported_not_a_hang)
 	second_id = co_spawn(join_first, NULL);
 	int result;
 	const char *err = capture_stderr(co_run, &result);
+	/* Unwind them, so that the next test (in CK_FORK=no mode, in this same
+	 * process) starts with no coroutine left over. */
+	co_cancel_all();
+	co_run();
 	if (result != -1 || strstr(err, "all coroutines are asleep") == NULL ||
 	    strstr(err, "join #") == NULL)
 		th_fail("two coroutines joined each other; expected co_run() to return -1 and "
@@ -427,6 +433,52 @@ START_TEST(watchdog_names_a_coroutine_that_never_waits)
 }
 END_TEST
 
+/* ---- The server, with ten thousand clients -------------------------------- */
+
+START_TEST(ten_thousand_clients_are_served_at_once)
+{
+	th_about("green_read wait_fd poll", "one thread must hold every connection open and "
+		 "serve each one; the hub wakes only the coroutines whose sockets are ready");
+	/* Each connection is a descriptor in this process and one in the server
+	 * (which inherits the limit): ask for as many as the hard limit allows. */
+	struct rlimit limit;
+	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("getrlimit: %s", strerror(errno));
+	limit.rlim_cur = limit.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("setrlimit: %s", strerror(errno));
+	long clients = 10000;
+	if ((long)limit.rlim_max - 64 < clients) {
+		clients = (long)limit.rlim_max - 64;
+		fprintf(stderr, "note: RLIMIT_NOFILE's hard limit is %ld here: testing with %ld "
+			"clients instead of 10000\n", (long)limit.rlim_max, clients);
+	}
+	struct th_server *server = th_start(NULL);
+	int *fds = calloc((size_t)clients, sizeof *fds);
+	struct th_exchange *ex = calloc((size_t)clients, sizeof *ex);
+	struct th_reply *replies = calloc((size_t)clients, sizeof *replies);
+	if (fds == NULL || ex == NULL || replies == NULL)
+		th_fail("out of memory");
+	static const char msg[] = "one of ten thousand";
+	/* All of them connected before any sends: every exchange then runs while
+	 * the server holds all the connections. */
+	for (long i = 0; i < clients; i++) {
+		fds[i] = th_connect(server);
+		ex[i] = (struct th_exchange){ .send = msg, .send_len = sizeof msg - 1,
+					      .want = sizeof msg - 1, .timeout_ms = 30000 };
+	}
+	th_exchange_many(fds, ex, replies, (size_t)clients);
+	for (long i = 0; i < clients; i++) {
+		th_check_echo(msg, sizeof msg - 1, &replies[i]);
+		th_reply_free(&replies[i]);
+		th_close(fds[i]);
+	}
+	free(fds);
+	free(ex);
+	free(replies);
+}
+END_TEST
+
 static Suite *hub_suite(void)
 {
 	Suite *s = suite_create("05-epoll-hub");
@@ -444,6 +496,9 @@ static Suite *hub_suite(void)
 	tcase_add_test(tc, join_waits_for_the_end_and_then_returns_at_once);
 	tcase_add_test(tc, all_asleep_is_reported_not_a_hang);
 	tcase_add_test(tc, idle_hub_sleeps_in_the_kernel);
+
+	tc = th_tcase(s, "server", "green_read wait_fd poll");
+	tcase_add_test(tc, ten_thousand_clients_are_served_at_once);
 
 	tc = th_tcase(s, "inspection", "");
 	tcase_add_test(tc, sleep_zero_lets_the_others_run);

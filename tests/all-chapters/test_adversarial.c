@@ -91,7 +91,8 @@ END_TEST
 START_TEST(client_that_never_reads_gets_back_pressure)
 {
 	th_about("", "a server that keeps reading from a client whose echo it cannot write "
-		 "must buffer without bound; stop reading from it until it reads");
+		 "ends up buffering without bound: stop reading from that client until it "
+		 "reads");
 	struct th_server *server = th_start(NULL);
 	int other = bystander(server);
 	still_serves(server);	/* so the server's buffers exist before we measure */

@@ -143,7 +143,9 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "the load generator to CPU $load_cpu. *Served* counts connections that got at least one correct"
 	echo "reply; *errors* adds connect failures, broken connections and wrong bytes. *Peak RSS* is"
 	echo "the server's VmHWM; *KiB/conn* is its growth over the idle server's VmRSS, divided by N;"
-	echo "*server CPU* is its user + system time during the run."
+	echo "*server CPU* is its user + system time during the whole run of the load generator, the"
+	echo "opening of the N connections included (at 10000, opening takes seconds when a server accepts"
+	echo "slowly). A server that serves one client at a time (chapter 01) shows the rate of that one."
 	echo
 	table
 } >"$report.tmp"

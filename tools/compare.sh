@@ -89,6 +89,10 @@ start_server() {
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 # User + system CPU time of PID, in clock ticks (proc(5), fields 14 and 15).
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# Bytes PID has passed to write(2) and its kin (proc(5), /proc/PID/io wchar):
+# the server's own count of what it echoed, to check the load generator's.
+# send(2) is not counted there: gevent's server shows none.
+written() { awk '$1 == "wchar:" { print $2 }' "/proc/$1/io"; }
 
 ticks_per_second=$(getconf CLK_TCK)
 for impl in "${impls[@]}"; do
@@ -98,10 +102,12 @@ for impl in "${impls[@]}"; do
 		start_server "$command" || continue
 		base_kib=$(status_kib "$server_pid" VmRSS)
 		cpu_before=$(cpu_ticks "$server_pid")
+		wrote_before=$(written "$server_pid")
 		echo "compare: $name, $n connections, ${seconds}s" >&2
 		summary=$(taskset -c "$load_cpu" "$loadgen" -p "$port" -n "$n" -d "$seconds" -s "$size" -q \
 			2>"$work/loadgen.err" | grep '^RESULT ' || true)
 		cpu_after=$(cpu_ticks "$server_pid")
+		wrote_after=$(written "$server_pid")
 		hwm_kib=$(status_kib "$server_pid" VmHWM)
 		stop_server
 		if [ -z "$summary" ]; then
@@ -109,25 +115,27 @@ for impl in "${impls[@]}"; do
 			cat "$work/loadgen.err" >&2
 			continue
 		fi
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n" "$summary" "$base_kib" "$hwm_kib" \
-			"$cpu_before" "$cpu_after" >>"$results"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n" "$summary" "$base_kib" "$hwm_kib" \
+			"$cpu_before" "$cpu_after" "$((wrote_after - wrote_before))" >>"$results"
 	done
 done
 
 # The table, from the results: one row per implementation and N.
 table() {
-	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU s |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	awk -F'\t' -v hz="$ticks_per_second" '
+	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU s | server/loadgen bytes |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	awk -F'\t' -v hz="$ticks_per_second" -v size="$size" '
 	{
 		delete f
 		n = split($3, kv, " ")
 		for (i = 2; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
 		per_conn = $2 > 0 ? ($5 - $4) / $2 : 0
-		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %.2f |\n",
+		echoed = f["rounds"] * size
+		check = (echoed > 0 && $8 > echoed / 2) ? sprintf("%.3f", $8 / echoed) : "n/a"
+		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %.2f | %s |\n",
 			$1, $2, f["rps"], f["p50_us"], f["p99_us"], f["served"], $2,
 			f["errors"] + f["wrong_bytes"] + f["connect_failures"], $5 / 1024, per_conn,
-			($7 - $6) / hz
+			($7 - $6) / hz, check
 	}' "$results"
 }
 
@@ -146,6 +154,19 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "*server CPU* is its user + system time during the whole run of the load generator, the"
 	echo "opening of the N connections included (at 10000, opening takes seconds when a server accepts"
 	echo "slowly). A server that serves one client at a time (chapter 01) shows the rate of that one."
+	echo "*server/loadgen bytes* checks the load generator against the server's own count: what the"
+	echo "server wrote (/proc/PID/io) over what the load generator got back in its measured window; a"
+	echo "little above 1 because the server also echoed while the connections were being opened, and"
+	echo "n/a where the server writes with send(2), which that count leaves out (gevent)."
+	echo
+	echo "Reading it: chapter 01 serves one connection at a time, so at N > 1 one connection is served"
+	echo "and the others wait (at 10000, past the listen backlog, their connects time out). Chapter 02's"
+	echo "accept loop competes with thousands of busy handler threads for the CPU, so within the run many"
+	echo "clients are never accepted. Chapters 03 and 04 accept one client per round of turns over every"
+	echo "coroutine, each turn a failed read, so at 10000 the opening outlasts loadgen's 5-second connect"
+	echo "limit for many. From chapter 05 on, and in the callback server, Go and gevent, the kernel says"
+	echo "which sockets are ready, and a client is served as soon as it connects; the slowest of them per"
+	echo "round trip (gevent) may still not have reached all 10000 within the run."
 	echo
 	table
 } >"$report.tmp"

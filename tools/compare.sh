@@ -130,7 +130,7 @@ table() {
 		n = split($3, kv, " ")
 		for (i = 2; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
 		per_conn = $2 > 0 ? ($5 - $4) / $2 : 0
-		echoed = f["rounds"] * size
+		echoed = f["all_rounds"] * size
 		check = (echoed > 0 && $8 > echoed / 2) ? sprintf("%.3f", $8 / echoed) : "n/a"
 		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %.2f | %s |\n",
 			$1, $2, f["rps"], f["p50_us"], f["p99_us"], f["served"], $2,
@@ -155,9 +155,9 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "opening of the N connections included (at 10000, opening takes seconds when a server accepts"
 	echo "slowly). A server that serves one client at a time (chapter 01) shows the rate of that one."
 	echo "*server/loadgen bytes* checks the load generator against the server's own count: what the"
-	echo "server wrote (/proc/PID/io) over what the load generator got back in its measured window; a"
-	echo "little above 1 because the server also echoed while the connections were being opened, and"
-	echo "n/a where the server writes with send(2), which that count leaves out (gevent)."
+	echo "server wrote (/proc/PID/io) over what the load generator verified, the opening included; a"
+	echo "little above 1 for the rounds still in flight when the run ended, and n/a where the server"
+	echo "writes with send(2), which that count leaves out (gevent)."
 	echo
 	echo "Reading it: chapter 01 serves one connection at a time, so at N > 1 one connection is served"
 	echo "and the others wait (at 10000, past the listen backlog, their connects time out). Chapter 02's"

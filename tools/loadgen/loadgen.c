@@ -60,10 +60,11 @@ static const char help_text[] =
 	"  -q          quiet: no progress line\n"
 	"The last line on stdout sums the run up:\n"
 	"  RESULT conns= connected= served= connect_failures= errors= wrong_bytes=\n"
-	"         rounds= seconds= rps= mbps= p50_us= p99_us= p999_us= [idle_open=]\n"
+	"         rounds= seconds= rps= mbps= p50_us= p99_us= p999_us= [idle_open=] all_rounds=\n"
 	"served counts connections that got at least one correct reply; rounds,\n"
 	"rps, mbps (bytes both ways) and latencies cover the SECONDS window, or in\n"
-	"idle mode the checking rounds, timed over the opening.\n"
+	"idle mode the checking rounds, timed over the opening. all_rounds counts every\n"
+	"verified round, the opening included, to check against the server's own count.\n"
 	"Exit status: 0 clean run; 1 loadgen itself failed; 2 usage error;\n"
 	"             3 the run saw connect failures, connection errors or wrong bytes.\n";
 
@@ -123,6 +124,7 @@ struct loadgen {
 
 	unsigned connected, served, connect_failures, errors;
 	uint64_t wrong_bytes, rounds;
+	uint64_t all_rounds;    /* verified rounds, opening included: for cross-checks */
 	struct hist latency;
 
 	unsigned connect_reports, error_reports, wrong_reports;
@@ -534,6 +536,7 @@ static void finish_round(struct loadgen *lg, struct conn *c)
 		c->served = true;
 		lg->served++;
 	}
+	lg->all_rounds++;
 	if (counting_rounds(lg)) {
 		lg->rounds++;
 		hist_record(&lg->latency, now_ns() - c->began_ns);
@@ -915,7 +918,7 @@ static int print_results(struct loadgen *lg)
 	       latency_us(lg, 50), latency_us(lg, 99), latency_us(lg, 99.9));
 	if (opt->idle)
 		printf(" idle_open=%u", lg->in_state[CONN_HOLDING]);
-	printf("\n");
+	printf(" all_rounds=%" PRIu64 "\n", lg->all_rounds);
 
 	if (fflush(stdout) == EOF) {
 		fail("stdout");

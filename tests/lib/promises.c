@@ -14,7 +14,8 @@ static const struct th_promise promises[] = {
 	/* Coroutines that retry on EAGAIN: correct, but they never sleep. */
 	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "read_some",
 	  .coroutine_todos = "run entry yield" },
-	{ "04-asm-switch", .spins_when_idle = true, .coroutine_todos = "switch first_frame" },
+	{ "04-asm-switch", .spins_when_idle = true, .echo_todos = "switch first_frame",
+	  .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
 	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll" },
 };

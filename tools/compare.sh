@@ -5,7 +5,7 @@
 # generator to CPU 1, so neither steals the other's core.
 #
 #   compare.sh [-c "01-blocking ..."] [-n "1 100 1000 10000"] [-d SECONDS]
-#              [-s SIZE] [-o REPORT.md]
+#              [-s SIZE] [-o REPORT.md] [-p "callback gevent go"]
 set -euo pipefail
 
 chapters=""
@@ -13,14 +13,17 @@ conns="1 100 1000 10000"
 seconds=3
 size=64
 report=docs/benchmarks.md
-while getopts "c:n:d:s:o:" flag; do
+peers="callback gevent go"
+while getopts "c:n:d:s:o:p:" flag; do
 	case $flag in
 	c) chapters=$OPTARG ;;
 	n) conns=$OPTARG ;;
 	d) seconds=$OPTARG ;;
 	s) size=$OPTARG ;;
 	o) report=$OPTARG ;;
-	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT]" >&2; exit 2 ;;
+	p) peers=$OPTARG ;;
+	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT] [-p PEERS]" >&2
+	   exit 2 ;;
 	esac
 done
 
@@ -37,13 +40,20 @@ impls=()
 for ch in $chapters; do
 	impls+=("$ch|build/solutions/$ch/echo_server")
 done
-impls+=("epoll callback (C)|build/tools/epoll_echo")
-if /usr/bin/python3 -c 'import gevent' 2>/dev/null; then
+wants() { [[ " $peers " == *" $1 "* ]]; }
+if wants callback; then
+	impls+=("epoll callback (C)|build/tools/epoll_echo")
+fi
+if ! wants gevent; then
+	:
+elif /usr/bin/python3 -c 'import gevent' 2>/dev/null; then
 	impls+=("gevent|/usr/bin/python3 tools/peers/gevent_echo.py")
 else
 	echo "compare: python3-gevent is not installed; the gevent peer is left out" >&2
 fi
-if [ -x build/tools/go_echo ]; then
+if ! wants go; then
+	:
+elif [ -x build/tools/go_echo ]; then
 	impls+=("Go goroutines|build/tools/go_echo")
 else
 	echo "compare: Go is not installed; the Go peer is left out" >&2
@@ -87,26 +97,22 @@ start_server() {
 
 # Field of /proc/PID/status, in KiB.
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-# User + system CPU time of PID, in clock ticks (proc(5), fields 14 and 15).
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 # Bytes PID has passed to write(2) and its kin (proc(5), /proc/PID/io wchar):
 # the server's own count of what it echoed, to check the load generator's.
 # send(2) is not counted there: gevent's server shows none.
 written() { awk '$1 == "wchar:" { print $2 }' "/proc/$1/io"; }
 
-ticks_per_second=$(getconf CLK_TCK)
 for impl in "${impls[@]}"; do
 	name=${impl%%|*}
 	command=${impl#*|}
 	for n in $conns; do
 		start_server "$command" || continue
 		base_kib=$(status_kib "$server_pid" VmRSS)
-		cpu_before=$(cpu_ticks "$server_pid")
 		wrote_before=$(written "$server_pid")
 		echo "compare: $name, $n connections, ${seconds}s" >&2
 		summary=$(taskset -c "$load_cpu" "$loadgen" -p "$port" -n "$n" -d "$seconds" -s "$size" -q \
+			-P "$server_pid" \
 			2>"$work/loadgen.err" | grep '^RESULT ' || true)
-		cpu_after=$(cpu_ticks "$server_pid")
 		wrote_after=$(written "$server_pid")
 		hwm_kib=$(status_kib "$server_pid" VmHWM)
 		stop_server
@@ -116,26 +122,27 @@ for impl in "${impls[@]}"; do
 			continue
 		fi
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n" "$summary" "$base_kib" "$hwm_kib" \
-			"$cpu_before" "$cpu_after" "$((wrote_after - wrote_before))" >>"$results"
+			"$((wrote_after - wrote_before))" >>"$results"
 	done
 done
 
 # The table, from the results: one row per implementation and N.
 table() {
-	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU s | server/loadgen bytes |"
+	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU µs/round trip | server/loadgen bytes |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	awk -F'\t' -v hz="$ticks_per_second" -v size="$size" '
+	awk -F'\t' -v size="$size" '
 	{
 		delete f
 		n = split($3, kv, " ")
 		for (i = 2; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
 		per_conn = $2 > 0 ? ($5 - $4) / $2 : 0
 		echoed = f["all_rounds"] * size
-		check = (echoed > 0 && $8 > echoed / 2) ? sprintf("%.3f", $8 / echoed) : "n/a"
-		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %.2f | %s |\n",
+		check = (echoed > 0 && $6 > echoed / 2) ? sprintf("%.3f", $6 / echoed) : "n/a"
+		cpu = f["rounds"] > 0 ? sprintf("%.2f", f["server_cpu_s"] * 1e6 / f["rounds"]) : "n/a"
+		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %s | %s |\n",
 			$1, $2, f["rps"], f["p50_us"], f["p99_us"], f["served"], $2,
 			f["errors"] + f["wrong_bytes"] + f["connect_failures"], $5 / 1024, per_conn,
-			($7 - $6) / hz, check
+			cpu, check
 	}' "$results"
 }
 
@@ -151,9 +158,10 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "the load generator to CPU $load_cpu. *Served* counts connections that got at least one correct"
 	echo "reply; *errors* adds connect failures, broken connections and wrong bytes. *Peak RSS* is"
 	echo "the server's VmHWM; *KiB/conn* is its growth over the idle server's VmRSS, divided by N;"
-	echo "*server CPU* is its user + system time during the whole run of the load generator, the"
-	echo "opening of the N connections included (at 10000, opening takes seconds when a server accepts"
-	echo "slowly). A server that serves one client at a time (chapter 01) shows the rate of that one."
+	echo "*server CPU µs/round trip* is the server's user + system time during the measured window (its"
+	echo "CPU clock, read by \`loadgen -P\`) over the round trips of that window: the fairer figure when"
+	echo "the load generator's core is the one that saturates. A server that serves one client at a time"
+	echo "(chapter 01) shows the rate of that one."
 	echo "*server/loadgen bytes* checks the load generator against the server's own count: what the"
 	echo "server wrote (/proc/PID/io) over what the load generator verified, the opening included; a"
 	echo "little above 1 for the rounds still in flight when the run ended, and n/a where the server"

@@ -1,13 +1,19 @@
 /* Chapter 05: the hub; see hub.h.
  *
- * Every fd is added to the epoll set once, the first time a coroutine waits
- * on it, for both directions and edge-triggered (EPOLLET): epoll reports a
- * change of readiness once, and the hub never has to re-arm or modify the
- * registration. A wait therefore costs no system call beyond the epoll_wait
- * that the hub makes anyway. The price is the rule in hub.h: wait only after
- * EAGAIN. Level-triggered registration would report a ready fd on every
- * epoll_wait until it was drained, which is wasted wake-ups for fds nobody
- * waits on; EPOLLONESHOT would need an epoll_ctl to re-arm before each wait. */
+ * Registration: level-triggered, for the directions somebody waits on. An
+ * fd joins the epoll set the first time a coroutine waits on it and stays
+ * there, so the common loop (read, write, wait to read again) costs no
+ * epoll_ctl at all: only read, write and a share of one epoll_wait, the
+ * same system calls as a hand-written callback server. Level-triggered
+ * means a readiness that came before the wait is still reported, so a
+ * coroutine may wait without first reading EAGAIN (green_read relies on
+ * it). The price: an fd that stays ready with nobody waiting would be
+ * reported by every epoll_wait, so when that happens the hub narrows the
+ * registration to the directions still waited on (one epoll_ctl), and
+ * widens it again at the next wait. Edge-triggered registration needs no
+ * narrowing, but only a read that returned EAGAIN proves that the next
+ * edge will come: one more read per round trip. EPOLLONESHOT would need an
+ * epoll_ctl to re-arm before every wait. */
 #include "hub.h"
 
 #include <errno.h>
@@ -21,10 +27,21 @@
 
 enum { MAX_EVENTS = 256 };
 
-/* Per fd: the coroutine waiting to read and the one waiting to write. */
+/* What each direction asks epoll for. A half-close is worth waking a
+ * reader for; errors and hang-ups (EPOLLERR, EPOLLHUP) are always
+ * reported. */
+static const uint32_t interest[2] = {
+	[HUB_READ] = EPOLLIN | EPOLLRDHUP,
+	[HUB_WRITE] = EPOLLOUT,
+};
+
+/* Per fd: the coroutine waiting to read and the one waiting to write, the
+ * events it is registered for (0: not in the epoll set), and whether a read
+ * came back short or empty since epoll last said it was readable. */
 struct hub_fd {
 	struct co *waiter[2];
-	bool registered;
+	uint32_t armed;
+	bool drained;
 };
 
 struct hub_state {
@@ -51,30 +68,52 @@ int hub_open(void)
 	return hub.epfd < 0 ? -1 : 0;
 }
 
-/* Make room for fd in the table and add it to the epoll set. */
-static int watch(int fd)
-{	if ((size_t)fd >= hub.nfds) {
+/* The table entry for fd, growing the table if needed; NULL if out of
+ * memory. */
+static struct hub_fd *slot(int fd)
+{
+	if ((size_t)fd >= hub.nfds) {
 		size_t n = hub.nfds ? hub.nfds : 64;
 		while (n <= (size_t)fd)
 			n *= 2;
 		struct hub_fd *fds = realloc(hub.fds, n * sizeof *fds);
 		if (fds == NULL)
-			return -1;
+			return NULL;
 		for (size_t i = hub.nfds; i < n; i++)
 			fds[i] = (struct hub_fd){ 0 };
 		hub.fds = fds;
 		hub.nfds = n;
 	}
-	if (hub.fds[fd].registered)
+	return &hub.fds[fd];
+}
+
+/* Register fd for exactly the events in want: add it, modify it, or take
+ * it out of the epoll set when want is 0. */
+static int arm(int fd, uint32_t want)
+{
+	struct hub_fd *f = &hub.fds[fd];
+	if (f->armed == want)
 		return 0;
-	struct epoll_event ev = {
-		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-		.data.fd = fd,
-	};
-	if (epoll_ctl(hub.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+	struct epoll_event ev = { .events = want, .data.fd = fd };
+	int op = want == 0 ? EPOLL_CTL_DEL : f->armed == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	int result = epoll_ctl(hub.epfd, op, fd, &ev);
+	/* An fd closed with plain close() left the set without us knowing;
+	 * its number may be back as a new socket. */
+	if (result < 0 && op == EPOLL_CTL_MOD && errno == ENOENT)
+		result = epoll_ctl(hub.epfd, EPOLL_CTL_ADD, fd, &ev);
+	if (result < 0 && op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
+		result = 0;
+	if (result < 0)
 		return -1;
-	hub.fds[fd].registered = true;
+	f->armed = want;
 	return 0;
+}
+
+/* The events the current waiters of f need. */
+static uint32_t wanted(const struct hub_fd *f)
+{
+	return (f->waiter[HUB_READ] ? interest[HUB_READ] : 0) |
+	       (f->waiter[HUB_WRITE] ? interest[HUB_WRITE] : 0);
 }
 
 /* Park with an optional deadline; the caller has filled in co->wait. */
@@ -97,41 +136,59 @@ int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 		errno = fd < 0 ? EBADF : EPERM;
 		return -1;
 	}
-	if (watch(fd) < 0)
+	struct hub_fd *f = slot(fd);
+	if (f == NULL)
 		return -1;
 	/* EXERCISE wait_fd: park the coroutine as the waiter of fd.
-	 * If hub.fds[fd].waiter[dir] is taken, fail at once with EBUSY (a
-	 * second waiter would never be woken: dispatch() wakes one). Otherwise
-	 * become it, count it in hub.fd_waits, describe the wait in co->wait
-	 * (.what "read" or "write", .fd) for co_dump(), and park_until(co,
-	 * deadline). Once woken, clear the waiter entry if it is still yours
-	 * and uncount it; return 0 if park_until() returned 0, else -1 with
-	 * errno set to what it returned.
-	 * Hint: index hub.fds again after parking: another coroutine may have
-	 * grown (realloc'ed) the table meanwhile.
+	 * If f->waiter[dir] is taken, fail at once with EBUSY (a second
+	 * waiter would never be woken: dispatch() wakes one). Otherwise make
+	 * sure epoll watches fd for this direction, keeping what it already
+	 * watches: arm(fd, f->armed | interest[dir]). Then become the waiter,
+	 * count it in hub.fd_waits, describe the wait in co->wait (.what
+	 * "read" or "write", .fd) for co_dump(), and park_until(co, deadline).
+	 * Once woken, clear the waiter entry if it is still yours and uncount
+	 * it; return 0 if park_until() returned 0, else -1 with errno set to
+	 * what it returned.
+	 * Hint: take hub.fds[fd] again after parking: another coroutine may
+	 * have grown (realloc'ed) the table meanwhile, so f may be stale.
 	 * Tests: second_waiter_on_the_same_fd_gets_ebusy,
 	 * closing_an_fd_wakes_its_waiter, and every server test.
 	 */
-	if (hub.fds[fd].waiter[dir] != NULL) {
+	if (f->waiter[dir] != NULL) {
 		errno = EBUSY;
 		return -1;
 	}
-	hub.fds[fd].waiter[dir] = co;
+	if (arm(fd, f->armed | interest[dir]) < 0)
+		return -1;
+	f->waiter[dir] = co;
 	hub.fd_waits++;
 	co->wait = (struct co_wait){ .what = dir == HUB_READ ? "read" : "write", .fd = fd };
 	int result = park_until(co, deadline);
-	if ((size_t)fd < hub.nfds && hub.fds[fd].waiter[dir] == co)
-		hub.fds[fd].waiter[dir] = NULL;
+	f = &hub.fds[fd];
+	if (f->waiter[dir] == co)
+		f->waiter[dir] = NULL;
 	hub.fd_waits--;
 	if (result != 0) {
 		errno = result;
 		return -1;
 	}
 	return 0;
-	/* STUB: (void)dir; (void)deadline; (void)park_until; */
+	/* STUB: (void)dir; (void)deadline; (void)park_until; (void)arm; */
 	/* STUB: errno = ENOSYS; */
 	/* STUB: return -1; */
 	/* END wait_fd */
+}
+
+bool hub_may_read(int fd)
+{
+	return fd < 0 || (size_t)fd >= hub.nfds || !hub.fds[fd].drained;
+}
+
+void hub_drained(int fd)
+{
+	struct hub_fd *f = fd >= 0 ? slot(fd) : NULL;
+	if (f != NULL)
+		f->drained = true;
 }
 
 int hub_sleep_until(int64_t deadline)
@@ -154,11 +211,10 @@ void hub_forget_fd(int fd)
 	for (int dir = HUB_READ; dir <= HUB_WRITE; dir++) {
 		if (f->waiter[dir] != NULL)
 			co_wake(f->waiter[dir], EBADF);
-		f->waiter[dir] = NULL;
 	}
 	/* close() takes the fd out of the epoll set (the fd is never
 	 * duplicated here), so no EPOLL_CTL_DEL: one system call less. */
-	f->registered = false;
+	*f = (struct hub_fd){ 0 };
 }
 
 /* Wake the coroutines waiting on the fd an event is about. Errors and
@@ -170,10 +226,25 @@ static void dispatch(const struct epoll_event *ev)
 		return;
 	struct hub_fd *f = &hub.fds[fd];
 	uint32_t broken = EPOLLERR | EPOLLHUP;
-	if (f->waiter[HUB_READ] != NULL && (ev->events & (EPOLLIN | EPOLLRDHUP | broken)))
-		co_wake(f->waiter[HUB_READ], 0);
-	if (f->waiter[HUB_WRITE] != NULL && (ev->events & (EPOLLOUT | broken)))
-		co_wake(f->waiter[HUB_WRITE], 0);
+	bool unheard = false;	/* an event that nobody waits for */
+	if (ev->events & (interest[HUB_READ] | broken)) {
+		f->drained = false;
+		if (f->waiter[HUB_READ] != NULL)
+			co_wake(f->waiter[HUB_READ], 0);
+		else
+			unheard = true;
+	}
+	if (ev->events & (interest[HUB_WRITE] | broken)) {
+		if (f->waiter[HUB_WRITE] != NULL)
+			co_wake(f->waiter[HUB_WRITE], 0);
+		else
+			unheard = true;
+	}
+	/* Level-triggered: unless the registration is narrowed to what is
+	 * waited for, the same event comes back at every epoll_wait, and an
+	 * idle hub would spin. */
+	if (unheard && arm(fd, wanted(f)) < 0)
+		cli_warn("epoll_ctl: stop watching fd %d", fd);
 }
 
 static void expire_timers(void)

@@ -19,10 +19,18 @@ int hub_open(void);
  * deadline (co_now_ms() time; -1 for none). Returns 0 when ready, or -1 with
  * errno: ETIMEDOUT, EBADF (fd closed meanwhile with green_close), ECANCELED,
  * EBUSY (another coroutine already waits on fd the same way: one waiter per
- * fd and direction). Call it only after the operation failed with EAGAIN:
- * fds are registered edge-triggered, so readiness that came before is not
- * reported again. */
+ * fd and direction). Readiness is level-triggered: if fd is ready already,
+ * the wait ends at the hub's next epoll_wait. Close fds that have been
+ * waited on with green_close(), so that the hub forgets them. */
 int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline);
+
+/* A hint that spares readers a read() that would fail with EAGAIN.
+ * hub_drained(fd): a read just came back short or with EAGAIN, so the socket
+ * is most likely empty. hub_may_read(fd) is false from then until epoll
+ * reports fd readable again. Waiting while it says true is always safe,
+ * and so is reading while it says false (the hint can only be stale). */
+void hub_drained(int fd);
+bool hub_may_read(int fd);
 
 /* Park the running coroutine until deadline. 0, or -1 with ECANCELED. */
 int hub_sleep_until(int64_t deadline);

@@ -1,6 +1,6 @@
 /* Chapter 05's hub tests: timers in deadline order, sleep(0) as a yield,
- * join, coroutines parked on fds and woken by data, by a close or by the
- * peer leaving, one waiter per fd and direction, "all asleep" reported
+ * join, coroutines parked on fds and woken by data (once per readiness),
+ * by a close or by the peer leaving, one waiter per fd and direction, "all asleep" reported
  * instead of a hang, the dump, ten thousand sleepers, an idle hub that
  * sleeps in the kernel, the watchdog, and the server with ten thousand
  * clients at once. Assertions run on the main stack,
@@ -251,6 +251,56 @@ START_TEST(peer_leaving_wakes_the_reader)
 }
 END_TEST
 
+static int wakes;
+
+/* Waits with hub_wait_fd() itself, so that each wake can be counted, and
+ * drains the socket after each. */
+static void counting_reader(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		if (hub_wait_fd(pair[0], HUB_READ, -1) < 0) {
+			note("wait failed ");
+			return;
+		}
+		wakes++;
+		char buf[16] = "";
+		ssize_t got = read(pair[0], buf, sizeof buf - 1);
+		if (got <= 0) {
+			note(got == 0 ? "eof" : "read failed");
+			return;
+		}
+		note(buf);
+	}
+}
+
+static void three_writes(void *arg)
+{
+	(void)arg;
+	green_write(pair[1], "a", 1);
+	co_sleep(5);
+	green_write(pair[1], "b", 1);
+	co_sleep(5);
+	green_close(pair[1]);
+}
+
+START_TEST(a_parked_reader_wakes_once_per_readiness)
+{
+	th_about("wait_fd poll", "a reader that drains its socket after every wake must be woken "
+		 "once for each time data or the end of file arrives: not twice, not never");
+	start_trace();
+	wakes = 0;
+	socket_pair(pair);
+	co_spawn(counting_reader, NULL);
+	co_spawn(three_writes, NULL);
+	run_all();
+	green_close(pair[0]);
+	expect_trace("abeof", "a reader woken by two writes and a close");
+	if (wakes != 3)
+		th_fail("the reader was woken %d times for 2 writes and a close; expected 3", wakes);
+}
+END_TEST
+
 /* ---- All asleep, and the dump --------------------------------------------- */
 
 static co_id first_id, second_id;
@@ -491,6 +541,7 @@ static Suite *hub_suite(void)
 	tcase_add_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
 	tcase_add_test(tc, closing_an_fd_wakes_its_waiter);
 	tcase_add_test(tc, peer_leaving_wakes_the_reader);
+	tcase_add_test(tc, a_parked_reader_wakes_once_per_readiness);
 
 	tc = th_tcase(s, "scheduler", "poll");
 	tcase_add_test(tc, join_waits_for_the_end_and_then_returns_at_once);

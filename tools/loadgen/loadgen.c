@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -44,7 +45,8 @@
 #define PORT_RANGE_FILE    "/proc/sys/net/ipv4/ip_local_port_range"
 
 static const char usage_line[] =
-	"usage: loadgen [-H HOST] [-p PORT] [-n CONNS] [-d SECONDS] [-s SIZE] [-r RATE] [-i] [-q]\n";
+	"usage: loadgen [-H HOST] [-p PORT] [-n CONNS] [-d SECONDS] [-s SIZE] [-r RATE] [-i] [-q]\n"
+	"               [-P PID]\n";
 
 static const char help_text[] =
 	"  -H HOST     server address, an IPv4 literal (default 127.0.0.1)\n"
@@ -58,9 +60,12 @@ static const char help_text[] =
 	"  -i          idle mode: one checked round trip on each connection, then\n"
 	"              hold them all open and silent for SECONDS\n"
 	"  -q          quiet: no progress line\n"
+	"  -P PID      the server's process: report the CPU time it used during the\n"
+	"              SECONDS window (its CPU clock, clock_getcpuclockid(3))\n"
 	"The last line on stdout sums the run up:\n"
 	"  RESULT conns= connected= served= connect_failures= errors= wrong_bytes=\n"
-	"         rounds= seconds= rps= mbps= p50_us= p99_us= p999_us= [idle_open=] all_rounds=\n"
+	"         rounds= seconds= rps= mbps= p50_us= p99_us= p999_us= [idle_open=]\n"
+	"         [server_cpu_s=] all_rounds=\n"
 	"served counts connections that got at least one correct reply; rounds,\n"
 	"rps, mbps (bytes both ways) and latencies cover the SECONDS window, or in\n"
 	"idle mode the checking rounds, timed over the opening. all_rounds counts every\n"
@@ -77,6 +82,7 @@ struct options {
 	unsigned rate;
 	bool idle;
 	bool quiet;
+	pid_t server;     /* -P: whose CPU time to measure, 0 for none */
 };
 
 enum conn_state {
@@ -121,6 +127,8 @@ struct loadgen {
 	enum phase phase;
 	uint64_t opening_ns, running_ns, done_ns; /* when each phase began */
 	uint64_t verify_deadline_ns;
+	clockid_t server_clock;                   /* -P: the server's CPU clock */
+	uint64_t server_cpu_begin_ns, server_cpu_end_ns;
 
 	unsigned connected, served, connect_failures, errors;
 	uint64_t wrong_bytes, rounds;
@@ -210,6 +218,11 @@ static bool parse_option(int option, const char *arg, struct options *opt)
 	case 'q':
 		opt->quiet = true;
 		return true;
+	case 'P':
+		if (!parse_number(arg, 1, INT_MAX, &n))
+			return false;
+		opt->server = (pid_t)n;
+		return true;
 	default:
 		return false;
 	}
@@ -227,7 +240,7 @@ static bool parse_options(int argc, char **argv, struct options *opt)
 	};
 
 	int option;
-	while ((option = getopt(argc, argv, "H:p:n:d:s:r:iqh")) != -1) {
+	while ((option = getopt(argc, argv, "H:p:n:d:s:r:iqP:h")) != -1) {
 		if (option == 'h') {
 			fputs(usage_line, stdout);
 			fputs(help_text, stdout);
@@ -675,15 +688,30 @@ static uint64_t duration_ns(const struct loadgen *lg)
 	return (uint64_t)(lg->opt.seconds * NS_PER_SEC);
 }
 
+/* The server's CPU time so far (-P), in nanoseconds; 0 without -P. */
+static uint64_t server_cpu_ns(const struct loadgen *lg)
+{
+	if (lg->opt.server == 0)
+		return 0;
+	struct timespec ts;
+	if (clock_gettime(lg->server_clock, &ts) < 0) {
+		fail("clock_gettime(the server's CPU clock)");
+		exit(1);
+	}
+	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 static void update_phase(struct loadgen *lg, uint64_t now)
 {
 	if (lg->phase == PHASE_OPENING && opening_over(lg, now)) {
 		lg->phase = PHASE_RUNNING;
 		lg->running_ns = now;
+		lg->server_cpu_begin_ns = server_cpu_ns(lg);
 	}
 	if (lg->phase == PHASE_RUNNING && now - lg->running_ns >= duration_ns(lg)) {
 		lg->phase = PHASE_DONE;
 		lg->done_ns = now;
+		lg->server_cpu_end_ns = server_cpu_ns(lg);
 	}
 }
 
@@ -832,6 +860,13 @@ static int setup(struct loadgen *lg)
 	lg->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (lg->epoll_fd < 0)
 		return fail("epoll_create1");
+	if (lg->opt.server != 0) {
+		int err = clock_getcpuclockid(lg->opt.server, &lg->server_clock);
+		if (err != 0) {
+			errno = err;
+			return fail("clock_getcpuclockid(-P)");
+		}
+	}
 	return 0;
 }
 
@@ -918,6 +953,9 @@ static int print_results(struct loadgen *lg)
 	       latency_us(lg, 50), latency_us(lg, 99), latency_us(lg, 99.9));
 	if (opt->idle)
 		printf(" idle_open=%u", lg->in_state[CONN_HOLDING]);
+	if (opt->server != 0)
+		printf(" server_cpu_s=%.3f",
+		       (double)(lg->server_cpu_end_ns - lg->server_cpu_begin_ns) / NS_PER_SEC);
 	printf(" all_rounds=%" PRIu64 "\n", lg->all_rounds);
 
 	if (fflush(stdout) == EOF) {

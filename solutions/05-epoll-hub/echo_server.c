@@ -148,7 +148,11 @@ static void spawn_client(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct client *client = malloc(sizeof *client);
 	if (client == NULL || co_spawn(serve_client, client) == 0) {
-		cli_warn("no memory for a new client");
+		/* Each stack is two mappings (guard page and stack), so past
+		 * about 32,000 coroutines the usual vm.max_map_count (65530)
+		 * fails the spawn with ENOMEM even with memory free. */
+		cli_warn("no memory for a new client's coroutine (see also "
+			 "/proc/sys/vm/max_map_count)");
 		free(client);
 		green_close(fd);
 		return;

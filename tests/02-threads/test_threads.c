@@ -23,23 +23,9 @@ START_TEST(serves_two_hundred_clients_at_once)
 {
 	th_about("spawn_handler handler_thread", "clients are not each given a thread of their "
 		 "own, so all but one wait");
-	enum { CLIENTS = 200 };
 	struct th_server *server = th_start(NULL);
 	unsigned char *data = th_payload(KIB, 21);
-	int fds[CLIENTS];
-	struct th_exchange ex[CLIENTS];
-	struct th_reply replies[CLIENTS];
-	/* All connected first: every exchange runs while all 200 are open. */
-	for (int i = 0; i < CLIENTS; i++) {
-		fds[i] = th_connect(server);
-		ex[i] = (struct th_exchange){ .send = data, .send_len = KIB, .chunk = 100, .want = KIB };
-	}
-	th_exchange_many(fds, ex, replies, CLIENTS);
-	for (int i = 0; i < CLIENTS; i++) {
-		th_check_echo(data, KIB, &replies[i]);
-		th_reply_free(&replies[i]);
-		th_close(fds[i]);
-	}
+	th_echo_many(server, 200, data, KIB, 100, 0);
 	free(data);
 }
 END_TEST

@@ -504,28 +504,8 @@ START_TEST(ten_thousand_clients_are_served_at_once)
 			"clients instead of 10000\n", (long)limit.rlim_max, clients);
 	}
 	struct th_server *server = th_start(NULL);
-	int *fds = calloc((size_t)clients, sizeof *fds);
-	struct th_exchange *ex = calloc((size_t)clients, sizeof *ex);
-	struct th_reply *replies = calloc((size_t)clients, sizeof *replies);
-	if (fds == NULL || ex == NULL || replies == NULL)
-		th_fail("out of memory");
 	static const char msg[] = "one of ten thousand";
-	/* All of them connected before any sends: every exchange then runs while
-	 * the server holds all the connections. */
-	for (long i = 0; i < clients; i++) {
-		fds[i] = th_connect(server);
-		ex[i] = (struct th_exchange){ .send = msg, .send_len = sizeof msg - 1,
-					      .want = sizeof msg - 1, .timeout_ms = 30000 };
-	}
-	th_exchange_many(fds, ex, replies, (size_t)clients);
-	for (long i = 0; i < clients; i++) {
-		th_check_echo(msg, sizeof msg - 1, &replies[i]);
-		th_reply_free(&replies[i]);
-		th_close(fds[i]);
-	}
-	free(fds);
-	free(ex);
-	free(replies);
+	th_echo_many(server, (size_t)clients, msg, sizeof msg - 1, 0, 30000);
 }
 END_TEST
 

@@ -18,22 +18,9 @@ START_TEST(serves_two_hundred_clients_at_once)
 {
 	th_about(th_promise()->echo_todos, "a read that would block (EAGAIN) must yield to the other "
 		 "coroutines and try again, not fail");
-	enum { CLIENTS = 200 };
 	struct th_server *server = th_start(NULL);
 	unsigned char *data = th_payload(KIB, 31);
-	int fds[CLIENTS];
-	struct th_exchange ex[CLIENTS];
-	struct th_reply replies[CLIENTS];
-	for (int i = 0; i < CLIENTS; i++) {
-		fds[i] = th_connect(server);
-		ex[i] = (struct th_exchange){ .send = data, .send_len = KIB, .chunk = 100, .want = KIB };
-	}
-	th_exchange_many(fds, ex, replies, CLIENTS);
-	for (int i = 0; i < CLIENTS; i++) {
-		th_check_echo(data, KIB, &replies[i]);
-		th_reply_free(&replies[i]);
-		th_close(fds[i]);
-	}
+	th_echo_many(server, 200, data, KIB, 100, 0);
 	free(data);
 }
 END_TEST

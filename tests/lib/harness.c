@@ -834,3 +834,29 @@ unsigned char *th_payload(size_t len, unsigned seed)
 	}
 	return data;
 }
+
+void th_echo_many(struct th_server *server, size_t clients, const void *data, size_t len,
+		  size_t chunk, int timeout_ms)
+{
+	int *fds = calloc(clients, sizeof *fds);
+	struct th_exchange *ex = calloc(clients, sizeof *ex);
+	struct th_reply *replies = calloc(clients, sizeof *replies);
+	if (fds == NULL || ex == NULL || replies == NULL)
+		th_fail("out of memory for %zu clients", clients);
+	/* All connected first: every exchange then runs while the server holds
+	 * all the connections at once. */
+	for (size_t i = 0; i < clients; i++) {
+		fds[i] = th_connect(server);
+		ex[i] = (struct th_exchange){ .send = data, .send_len = len, .chunk = chunk,
+					      .want = len, .timeout_ms = timeout_ms };
+	}
+	th_exchange_many(fds, ex, replies, clients);
+	for (size_t i = 0; i < clients; i++) {
+		th_check_echo(data, len, &replies[i]);
+		th_reply_free(&replies[i]);
+		th_close(fds[i]);
+	}
+	free(fds);
+	free(ex);
+	free(replies);
+}

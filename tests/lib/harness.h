@@ -147,4 +147,11 @@ unsigned char *th_payload(size_t len, unsigned seed);
 /* Fail unless reply == uppercase(sent); the message shows where they part. */
 void th_check_echo(const void *sent, size_t sent_len, const struct th_reply *reply);
 
+/* Many clients at once: connect `clients` of them to server, all open before
+ * any sends, have each send data (len bytes, chunk bytes per send(); 0 for
+ * as many as fit) and check that each gets its own echo back within
+ * timeout_ms (0 for the default), then close them all. */
+void th_echo_many(struct th_server *server, size_t clients, const void *data, size_t len,
+		  size_t chunk, int timeout_ms);
+
 #endif

@@ -35,10 +35,22 @@ mkdir -p "$work"
 results=$work/results.tsv
 : >"$results"
 
-# The implementations: "name|command" (the command gets -p 0 appended).
+# The implementations: "name|command[|cpus]" (the command gets -p 0
+# appended; cpus, where given, replaces the server's CPU). A chapter whose
+# server is worth measuring in several settings lists them, one
+# "label|flags|cpus" a line, in its compare.variants file.
 impls=()
 for ch in $chapters; do
-	impls+=("$ch|build/solutions/$ch/echo_server")
+	server=build/solutions/$ch/echo_server
+	variants=solutions/$ch/compare.variants
+	if [ ! -f "$variants" ]; then
+		impls+=("$ch|$server")
+		continue
+	fi
+	while IFS='|' read -r label flags cpus; do
+		case $label in '#'* | '') continue ;; esac
+		impls+=("$ch, $label|$server $flags|$cpus")
+	done <"$variants"
 done
 wants() { [[ " $peers " == *" $1 "* ]]; }
 if wants callback; then
@@ -75,13 +87,13 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server COMMAND: starts it pinned to the server CPU, sets server_pid
-# and port.
+# start_server COMMAND [CPUS]: starts it pinned to CPUS (default: the server
+# CPU), sets server_pid and port.
 start_server() {
 	local out=$work/server.out
 	: >"$out"
 	# shellcheck disable=SC2086 # the command is a command line
-	taskset -c "$server_cpu" $1 -p 0 >"$out" 2>"$work/server.err" &
+	taskset -c "${2:-$server_cpu}" $1 -p 0 >"$out" 2>"$work/server.err" &
 	server_pid=$!
 	for _ in $(seq 100); do
 		if grep -q '^listening on ' "$out"; then
@@ -103,10 +115,9 @@ status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 written() { awk '$1 == "wchar:" { print $2 }' "/proc/$1/io"; }
 
 for impl in "${impls[@]}"; do
-	name=${impl%%|*}
-	command=${impl#*|}
+	IFS='|' read -r name command cpus <<<"$impl"
 	for n in $conns; do
-		start_server "$command" || continue
+		start_server "$command" "$cpus" || continue
 		base_kib=$(status_kib "$server_pid" VmRSS)
 		wrote_before=$(written "$server_pid")
 		echo "compare: $name, $n connections, ${seconds}s" >&2
@@ -154,7 +165,8 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "Every chapter's echo server and the reference peers under the same load, measured by"
 	echo "\`make compare\` on $(date -u +%Y-%m-%d): $machine."
 	echo "Each row is one run of \`tools/loadgen\` for ${seconds} s with ${size}-byte messages over N"
-	echo "connections (\`$0 -n \"$conns\" -d $seconds -s $size\`); the server is pinned to CPU $server_cpu and"
+	echo "connections (\`$0 -n \"$conns\" -d $seconds -s $size\`); the server is pinned to CPU $server_cpu (a row"
+	echo "that names its CPUs ran on those) and"
 	echo "the load generator to CPU $load_cpu. *Served* counts connections that got at least one correct"
 	echo "reply; *errors* adds connect failures, broken connections and wrong bytes. *Peak RSS* is"
 	echo "the server's VmHWM; *KiB/conn* is its growth over the idle server's VmRSS, divided by N;"

@@ -18,6 +18,16 @@ static const struct th_promise promises[] = {
 	  .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
 	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll" },
+	/* Chapter 02's server, unchanged, linked with the patch: concurrent on
+	 * green threads, asleep in epoll_wait when idle. Its own code handles
+	 * short I/O and EINTR; the patch must only pass them through. */
+	{ "06-monkey-patch", .echo_todos = "patch_read spawn_thread", .retry_todos = "patch_read" },
+	/* Chapter 07's TODOs are the primitives and the shutdown: the echo
+	 * works without any of them, so the shared suites check none. */
+	{ "07-timeouts-sync", .echo_todos = "", .retry_todos = "" },
+	/* Chapter 08 without its hubs started serves nobody; the rest of its
+	 * TODOs matter only with more than one hub or to signals. */
+	{ "08-multicore", .echo_todos = "start_hubs" },
 };
 
 const struct th_promise *th_promise(void)

@@ -1,0 +1,158 @@
+/* Chapter 08's mailbox tests: messages posted from other threads run on the
+ * hub's thread, each once, in the order each thread posted them, while the
+ * hub sleeps in epoll_wait between them. Assertions run on the main stack,
+ * after co_run() returns. */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "co.h"
+#include "harness.h"
+#include "mailbox.h"
+
+enum { PER_POSTER = 1000, POSTERS = 2 };
+
+static struct mailbox *box;
+static co_id server;
+static pthread_t hub_thread;
+
+/* What the messages did, in the order they ran. */
+static int seen[POSTERS * PER_POSTER];
+static int seen_count;
+static bool off_the_hub;	/* a message ran on another thread */
+
+static void record(void *arg)
+{
+	if (!pthread_equal(pthread_self(), hub_thread))
+		off_the_hub = true;
+	if (seen_count < POSTERS * PER_POSTER)
+		seen[seen_count] = (int)(intptr_t)arg;
+	seen_count++;
+}
+
+/* The last message: end the mailbox coroutine, so that co_run() returns. */
+static void stop(void *arg)
+{
+	(void)arg;
+	co_cancel(server);
+}
+
+static void post(mailbox_fn *fn, int value)
+{
+	if (mailbox_post(box, fn, (void *)(intptr_t)value) < 0)
+		th_fail("mailbox_post: %s", strerror(errno));
+}
+
+/* Posts PER_POSTER messages numbered first, first + 1, ... */
+static void *poster(void *arg)
+{
+	int first = (int)(intptr_t)arg;
+	for (int i = 0; i < PER_POSTER; i++)
+		post(record, first + i);
+	return NULL;
+}
+
+/* The posting threads, and how many of them run. */
+static pthread_t posters[POSTERS];
+static int poster_count;
+
+/* Waits for the posters, then posts stop: all from other threads, while
+ * the hub sleeps in epoll_wait or runs messages. */
+static void *last_word(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < poster_count; i++)
+		pthread_join(posters[i], NULL);
+	post(stop, 0);
+	return NULL;
+}
+
+static void start(void)
+{
+	seen_count = 0;
+	off_the_hub = false;
+	hub_thread = pthread_self();
+	box = mailbox_open();
+	if (box == NULL)
+		th_fail("mailbox_open: %s", strerror(errno));
+	server = co_spawn(mailbox_serve, box);
+	if (server == 0)
+		th_fail("co_spawn: %s", strerror(errno));
+}
+
+static void start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	int err = pthread_create(thread, NULL, fn, arg);
+	if (err != 0)
+		th_fail("pthread_create: %s", strerror(err));
+}
+
+/* Start n posters and the thread that posts stop after them, and run the
+ * hub until stop has run. */
+static void post_from_threads_and_run(int n)
+{
+	poster_count = n;
+	for (int i = 0; i < n; i++)
+		start_thread(&posters[i], poster, (void *)(intptr_t)(i * PER_POSTER));
+	pthread_t closer;
+	start_thread(&closer, last_word, NULL);
+	int result = co_run();
+	pthread_join(closer, NULL);
+	if (result != 0)
+		th_fail("co_run() returned -1: the mailbox coroutine could never be woken");
+	mailbox_close(box);
+	if (off_the_hub)
+		th_fail("a message ran on the posting thread, not on the hub's");
+}
+
+START_TEST(messages_from_another_thread_run_on_the_hub_in_order)
+{
+	th_about("mailbox_post mailbox_serve", "each posted message must run once, on the hub's "
+		 "thread, in the order it was posted");
+	start();
+	post_from_threads_and_run(1);
+	if (seen_count != PER_POSTER)
+		th_fail("%d messages posted, %d ran", PER_POSTER, seen_count);
+	for (int i = 0; i < PER_POSTER; i++)
+		if (seen[i] != i)
+			th_fail("message %d ran in place %d: the mailbox must keep the order of posting",
+				seen[i], i);
+}
+END_TEST
+
+START_TEST(each_poster_keeps_its_order)
+{
+	th_about("mailbox_post", "two threads posting at once: every message of each must run, "
+		 "each thread's in its order, while the hub runs them");
+	start();
+	post_from_threads_and_run(POSTERS);
+	if (seen_count != POSTERS * PER_POSTER)
+		th_fail("%d messages posted, %d ran", POSTERS * PER_POSTER, seen_count);
+	int next[POSTERS] = { 0 };
+	for (int i = 0; i < seen_count; i++) {
+		int who = seen[i] / PER_POSTER, number = seen[i] % PER_POSTER;
+		if (number != next[who])
+			th_fail("poster %d's message %d ran before its message %d", who, number,
+				next[who]);
+		next[who]++;
+	}
+}
+END_TEST
+
+static Suite *mailbox_suite(void)
+{
+	Suite *s = suite_create("08-multicore mailbox");
+	TCase *tc = th_tcase(s, "mailbox", "mailbox_post mailbox_serve");
+	tcase_add_test(tc, messages_from_another_thread_run_on_the_hub_in_order);
+	tcase_add_test(tc, each_poster_keeps_its_order);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(mailbox_suite());
+}

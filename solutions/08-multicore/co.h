@@ -4,7 +4,12 @@
  * scheduler, which runs the next runnable coroutine; when none is, the hub
  * sleeps in epoll_wait until the kernel says a socket is ready or a timer is
  * due. One thread, no preemption: a coroutine that never waits, or calls
- * something that really blocks, keeps everyone else waiting. */
+ * something that really blocks, keeps everyone else waiting.
+ *
+ * Chapter 08: each thread that calls co_spawn() and co_run() has a
+ * scheduler and a hub of its own. A coroutine belongs to the thread that
+ * spawned it; nothing here may be called for it from another thread (post
+ * to its hub's mailbox instead, mailbox.h). */
 #ifndef CO_H
 #define CO_H
 
@@ -75,9 +80,10 @@ void co_cancel_all(void);
  * how deep its stack has ever been. */
 void co_dump(FILE *out);
 
-/* Start a watchdog thread that reports, to out, a coroutine that has run for
- * more than ms milliseconds without waiting: it is holding up every other
- * coroutine (gevent's max_blocking_time, 0.1 s by default). */
+/* Start a watchdog thread that reports, to out, a coroutine of the calling
+ * thread's hub that has run for more than ms milliseconds without waiting:
+ * it is holding up every other coroutine (gevent's max_blocking_time, 0.1 s
+ * by default). */
 int co_watchdog(long ms, FILE *out);
 
 #endif

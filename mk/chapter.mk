@@ -112,9 +112,14 @@ $(OUT)/tests/%.o: tests/all-chapters/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
 
-$(OUT)/tests/%.o: tests/coroutines/%.c $(FLAGS_STAMP)
-	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) -c $< -o $@
+# The suites a chapter borrows (USES_SUITES): tests/coroutines, or another
+# chapter's folder.
+define borrowed_suite
+$$(OUT)/tests/%.o: tests/$(1)/%.c $$(FLAGS_STAMP)
+	@mkdir -p $$(@D)
+	$$(CC) $$(TEST_CFLAGS) -c $$< -o $$@
+endef
+$(foreach suite,$(USES_SUITES),$(eval $(call borrowed_suite,$(suite))))
 
 $(OUT)/lib/%.o: tests/lib/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)

@@ -306,6 +306,35 @@ static void read_listening_line(struct th_server *s)
 	strcpy(s->port, colon + 1);
 }
 
+/* The LD_PRELOAD list a launch asks for: its own library first, so that its
+ * dlsym(RTLD_NEXT) finds the shim's definitions, and the shim's the real
+ * ones. NULL for none. */
+static const char *preload_list(const struct th_launch *launch)
+{
+	static char list[1024];
+	const char *shim = launch->short_io ? required_env("TH_SHORT_IO") : NULL;
+	if (launch->preload == NULL)
+		return shim;
+	snprintf(list, sizeof list, "%s%s%s", launch->preload, shim != NULL ? ":" : "",
+		 shim != NULL ? shim : "");
+	return list;
+}
+
+const char *th_build_path(const char *name)
+{
+	enum { PATHS = 8 };
+	static char paths[PATHS][512];
+	static int next;
+	const char *server = required_env("TH_SERVER");
+	const char *slash = strrchr(server, '/');
+	char *path = paths[next++ % PATHS];
+	snprintf(path, sizeof paths[0], "%.*s%s", slash != NULL ? (int)(slash - server + 1) : 0,
+		 server, name);
+	if (access(path, F_OK) < 0)
+		th_fail("%s: %s (does the build make it?)", path, strerror(errno));
+	return path;
+}
+
 struct th_server *th_start(const struct th_launch *launch)
 {
 	static const struct th_launch defaults;
@@ -314,8 +343,8 @@ struct th_server *th_start(const struct th_launch *launch)
 	if (n_servers == MAX_SERVERS)
 		th_fail("a test may start at most %d servers", MAX_SERVERS);
 
-	const char *server = required_env("TH_SERVER");
-	const char *preload = launch->short_io ? required_env("TH_SHORT_IO") : NULL;
+	const char *server = launch->server != NULL ? launch->server : required_env("TH_SERVER");
+	const char *preload = preload_list(launch);
 	char *argv[MAX_ARGS];
 	build_argv(argv, server, true, launch->args);
 
@@ -361,7 +390,7 @@ struct th_server *th_start(const struct th_launch *launch)
 		const char *slash = strrchr(server, '/');
 		snprintf(banner, sizeof banner, "short_io: loaded into %s:", slash != NULL ? slash + 1 : server);
 		if (strstr(th_server_stderr(s), banner) == NULL)
-			th_fail("the short-I/O shim %s did not load into the server", preload);
+			th_fail("the short-I/O shim (LD_PRELOAD=%s) did not load into the server", preload);
 	}
 	return s;
 }
@@ -382,12 +411,19 @@ int th_run_server(const char *const *args, char *err, size_t err_size)
 		exec_server(argv, STDOUT_FILENO, pipefd[1], NULL);
 
 	close(pipefd[1]);
+	/* Keep the start, and read the rest to its end too: a server writing
+	 * into a pipe nobody reads any more would die of SIGPIPE. */
 	size_t len = 0;
-	ssize_t got;
-	while (len < err_size - 1 && (got = read(pipefd[0], err + len, err_size - 1 - len)) != 0) {
+	for (;;) {
+		char rest[512];
+		bool full = len >= err_size - 1;
+		ssize_t got = full ? read(pipefd[0], rest, sizeof rest)
+				   : read(pipefd[0], err + len, err_size - 1 - len);
+		if (got == 0)
+			break;
 		if (got < 0 && errno != EINTR)
 			th_fail("read the server's stderr: %s", strerror(errno));
-		if (got > 0)
+		if (got > 0 && !full)
 			len += (size_t)got;
 	}
 	err[len] = '\0';
@@ -396,6 +432,66 @@ int th_run_server(const char *const *args, char *err, size_t err_size)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			th_fail("waitpid: %s", strerror(errno));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Read what fd says until it closes or the deadline passes; false at the
+ * deadline. */
+static bool read_until_eof(int fd, char *out, size_t size, long long deadline)
+{
+	size_t len = 0;
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int ready = poll(&pfd, 1, ms_until(deadline));
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready < 0)
+			th_fail("poll: %s", strerror(errno));
+		if (ready == 0)
+			break;
+		char sink[256];
+		bool room = len < size - 1;
+		ssize_t got = read(fd, room ? out + len : sink, room ? size - 1 - len : sizeof sink);
+		if (got == 0) {
+			out[len] = '\0';
+			return true;
+		}
+		if (got < 0 && errno != EINTR)
+			th_fail("read a program's output: %s", strerror(errno));
+		if (got > 0 && room)
+			len += (size_t)got;
+	}
+	out[len] = '\0';
+	return false;
+}
+
+int th_run_program(const struct th_launch *launch, int timeout_ms, char *out, size_t out_size)
+{
+	const char *program = launch->server != NULL ? launch->server : required_env("TH_SERVER");
+	const char *preload = preload_list(launch);
+	char *argv[MAX_ARGS];
+	build_argv(argv, program, false, launch->args);
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		th_fail("pipe: %s", strerror(errno));
+	fflush(NULL);	/* or the child would flush our buffered output again */
+	pid_t pid = fork();
+	if (pid < 0)
+		th_fail("fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_server(argv, pipefd[1], pipefd[1], preload);
+
+	close(pipefd[1]);
+	bool ended = read_until_eof(pipefd[0], out, out_size, now_ms() + th_ms(timeout_ms));
+	close(pipefd[0]);
+	if (!ended)
+		kill(pid, SIGKILL);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			th_fail("waitpid: %s", strerror(errno));
+	if (!ended)
+		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

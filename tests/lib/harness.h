@@ -52,6 +52,10 @@ struct th_launch {
 	const char *const *args; /* extra arguments, NULL-terminated, or NULL */
 	bool short_io;           /* run under the short-I/O shim */
 	int fd_limit;            /* lower its RLIMIT_NOFILE to this once it runs */
+	const char *server;      /* another binary to run instead of TH_SERVER
+	                          * (see th_build_path), or NULL */
+	const char *preload;     /* a library to LD_PRELOAD, ahead of the
+	                          * short-I/O shim when both are asked for */
 };
 
 /* Start the server under test with -p 0 and wait for its listening line.
@@ -63,6 +67,18 @@ struct th_server *th_start(const struct th_launch *launch);
  * command line. Returns its exit status (128 + the signal, if one killed it),
  * with the start of its stderr in err. */
 int th_run_server(const char *const *args, char *err, size_t err_size);
+
+/* Run launch->server (or TH_SERVER) with launch->args and launch->preload,
+ * through TH_WRAPPER, and wait for it to end, for at most timeout_ms
+ * (stretched by TH_TIME_SCALE); its stdout and stderr, together, go to out.
+ * Returns its exit status (128 + the signal, if one killed it), or -1 if it
+ * was still running at the deadline (it is killed then): for programs that
+ * should end, and for showing that one hangs. */
+int th_run_program(const struct th_launch *launch, int timeout_ms, char *out, size_t out_size);
+
+/* The path of another file the build put next to TH_SERVER (a library, a
+ * second program). Valid until the test ends. */
+const char *th_build_path(const char *name);
 
 /* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
  * Valgrind or sanitizer error, a hang are all failures). Its stderr stays

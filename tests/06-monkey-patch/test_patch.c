@@ -1,0 +1,350 @@
+/* Chapter 06: monkey patching. Chapter 02's thread-per-connection server,
+ * built from its own unchanged source, runs on green threads under
+ * LD_PRELOAD; chapter 01's patched server stays serial; small programs
+ * written for kernel threads keep their meaning on green ones; and what
+ * cannot be patched is shown not to be. */
+#define _GNU_SOURCE
+
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+enum {
+	DEMO_TIMEOUT_MS = 10000,        /* a demo that should end ends well within this */
+	HANG_CHECK_MS = 1500,           /* a demo that should hang is given this long */
+	SILENCE_MS = 300,
+};
+
+/* ---- Helpers ------------------------------------------------------------------- */
+
+/* Run patch_demo with one argument; returns its exit status, -1 if it was
+ * still running after timeout_ms. */
+static int run_demo(const char *demo, int timeout_ms, char *out, size_t size)
+{
+	const char *args[] = { demo, NULL };
+	struct th_launch launch = { .server = th_build_path("patch_demo"), .args = args };
+	return th_run_program(&launch, timeout_ms, out, size);
+}
+
+/* The demo must end with status 0 and print every line in lines. */
+static void expect_demo(const char *demo, const char *const *lines)
+{
+	char out[4096];
+	int status = run_demo(demo, DEMO_TIMEOUT_MS, out, sizeof out);
+	if (status != 0)
+		th_fail("patch_demo %s should end with status 0 within %d ms, but %s. It printed:\n%s",
+			demo, th_ms(DEMO_TIMEOUT_MS),
+			status < 0 ? "it was still running (a green thread never woke)" : "it failed", out);
+	for (int i = 0; lines[i] != NULL; i++)
+		if (strstr(out, lines[i]) == NULL)
+			th_fail("patch_demo %s should print \"%s\", but it printed:\n%s", demo, lines[i],
+				out);
+}
+
+/* The demo must still be running after HANG_CHECK_MS: it hangs. */
+static void expect_demo_hangs(const char *demo, const char *why)
+{
+	char out[4096];
+	int status = run_demo(demo, HANG_CHECK_MS, out, sizeof out);
+	if (status >= 0)
+		th_fail("patch_demo %s should hang, because %s; but it ended (status %d) and printed:\n%s",
+			demo, why, status, out);
+}
+
+/* How many kernel threads the process has: the entries of /proc/PID/task. */
+static long kernel_threads(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		th_fail("opendir %s: %s (has the server exited?)", path, strerror(errno));
+	long n = 0;
+	struct dirent *entry;
+	while ((entry = readdir(dir)) != NULL)
+		n += entry->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* Chapter 02's server, not patched at build time, under LD_PRELOAD. */
+static struct th_server *start_preloaded(bool short_io)
+{
+	struct th_launch launch = {
+		.server = th_build_path("threads_server"),
+		.preload = th_build_path("libgreen.so"),
+		.short_io = short_io,
+	};
+	return th_start(&launch);
+}
+
+/* ---- Chapter 02's server on green threads ---------------------------------------- */
+
+START_TEST(serves_ten_thousand_clients_on_one_thread)
+{
+	th_about("patch_read spawn_thread start_main", "under LD_PRELOAD=libgreen.so, chapter 02's "
+		 "pthread_create must start a green thread, not a kernel thread, and its blocking "
+		 "read must park that green thread");
+	/* Each connection is a descriptor here and one in the server (which
+	 * inherits the limit): ask for as many as the hard limit allows. */
+	struct rlimit limit;
+	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("getrlimit: %s", strerror(errno));
+	limit.rlim_cur = limit.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("setrlimit: %s", strerror(errno));
+	long clients = 10000;
+	if ((long)limit.rlim_max - 64 < clients) {
+		clients = (long)limit.rlim_max - 64;
+		fprintf(stderr, "note: RLIMIT_NOFILE's hard limit is %ld here: testing with %ld "
+			"clients instead of 10000\n", (long)limit.rlim_max, clients);
+	}
+	struct th_server *server = start_preloaded(false);
+	int *fds = calloc((size_t)clients, sizeof *fds);
+	struct th_exchange *ex = calloc((size_t)clients, sizeof *ex);
+	struct th_reply *replies = calloc((size_t)clients, sizeof *replies);
+	if (fds == NULL || ex == NULL || replies == NULL)
+		th_fail("out of memory");
+	static const char msg[] = "one of ten thousand";
+	for (long i = 0; i < clients; i++) {
+		fds[i] = th_connect(server);
+		ex[i] = (struct th_exchange){ .send = msg, .send_len = sizeof msg - 1,
+					      .want = sizeof msg - 1, .timeout_ms = 30000 };
+	}
+	/* One echo first: then the server has accepted every client before it,
+	 * and started a handler "thread" for each. */
+	th_exchange_many(&fds[clients - 1], &ex[clients - 1], &replies[clients - 1], 1);
+	th_check_echo(msg, sizeof msg - 1, &replies[clients - 1]);
+	th_reply_free(&replies[clients - 1]);
+	long threads = kernel_threads(server->pid);
+	if (threads != 1)
+		th_fail("with %ld clients connected, chapter 02's server under LD_PRELOAD has %ld kernel "
+			"threads in /proc/%d/task; on green threads it should have exactly one", clients,
+			threads, (int)server->pid);
+	th_exchange_many(fds, ex, replies, (size_t)clients - 1);
+	for (long i = 0; i < clients; i++) {
+		if (i < clients - 1) {
+			th_check_echo(msg, sizeof msg - 1, &replies[i]);
+			th_reply_free(&replies[i]);
+		}
+		th_close(fds[i]);
+	}
+	free(fds);
+	free(ex);
+	free(replies);
+}
+END_TEST
+
+START_TEST(preloaded_server_survives_short_reads_and_writes)
+{
+	th_about("patch_read", "with libgreen.so and the short-I/O shim both preloaded, the "
+		 "patched read must hand back whatever the shim lets through, and EINTR as is");
+	struct th_server *server = start_preloaded(true);
+	enum { SIZE = 64 * 1024 };
+	unsigned char *data = th_payload(SIZE, 6);
+	int fd = th_connect(server);
+	th_expect_echo(fd, data, SIZE);
+	th_close(fd);
+	free(data);
+}
+END_TEST
+
+START_TEST(patched_serial_server_still_serves_one_client_at_a_time)
+{
+	th_about("patch_read", "patching adds no concurrency where the program has none: chapter "
+		 "01's server, patched, must still make the second client wait, and its read must "
+		 "wait for the client instead of failing with EAGAIN");
+	struct th_launch launch = { .server = th_build_path("serial_server") };
+	struct th_server *server = th_start(&launch);
+	int first = th_connect(server);
+	th_expect_echo(first, "first", 5);
+
+	int second = th_connect(server);
+	static const char waiting[] = "second";
+	struct th_exchange ex = { .send = waiting, .send_len = strlen(waiting) };
+	struct th_reply reply;
+	th_exchange(second, &ex, &reply);
+	th_reply_free(&reply);
+	th_expect_silence(second, th_ms(SILENCE_MS), "chapter 01's server reads from its one client "
+			  "until that client leaves, green or not");
+	th_close(first);
+
+	ex = (struct th_exchange){ .want = strlen(waiting) };
+	th_exchange(second, &ex, &reply);
+	th_check_echo(waiting, strlen(waiting), &reply);
+	th_reply_free(&reply);
+	th_close(second);
+}
+END_TEST
+
+/* ---- What the program sees ---------------------------------------------------------- */
+
+START_TEST(getfl_still_shows_a_blocking_socket)
+{
+	th_about("fcntl_flags", "fcntl(F_GETFL) must hide the O_NONBLOCK that the patch set");
+	static const char *const lines[] = { "socket: blocking", "pipe: blocking", NULL };
+	expect_demo("fcntl", lines);
+}
+END_TEST
+
+START_TEST(program_asking_for_nonblock_gets_eagain)
+{
+	th_about("fcntl_flags", "a program that sets O_NONBLOCK itself must see it, and get EAGAIN "
+		 "from a read with nothing to read, instead of parking");
+	static const char *const lines[] = {
+		"pipe after F_SETFL O_NONBLOCK: O_NONBLOCK",
+		"read on the empty pipe: Resource temporarily unavailable", NULL,
+	};
+	expect_demo("fcntl", lines);
+}
+END_TEST
+
+START_TEST(patched_read_waits_for_a_green_writer)
+{
+	th_about("patch_read", "read() on an empty pipe must park the reader until another green "
+		 "thread has written");
+	static const char *const lines[] = { "read 1 byte from a green writer", NULL };
+	expect_demo("read", lines);
+}
+END_TEST
+
+/* ---- Threads, mutexes and conditions --------------------------------------------------- */
+
+START_TEST(join_returns_the_thread_value)
+{
+	th_about("spawn_thread start_main", "pthread_join must wait for the green thread and give "
+		 "back what it returned or passed to pthread_exit");
+	static const char *const lines[] = {
+		"joined a thread that returned 42",
+		"joined a thread that called pthread_exit(7)",
+		"a detached thread ran",
+		"a thread ran on after main called pthread_exit", NULL,
+	};
+	expect_demo("threads", lines);
+}
+END_TEST
+
+START_TEST(mutex_keeps_a_counter_exact_across_parks)
+{
+	th_about("mutex_lock", "20 green threads each add 1 to a counter 50 times, parking between "
+		 "reading it and writing it back, under a mutex: no increment may be lost");
+	static const char *const lines[] = { "counter 1000 of 1000", NULL };
+	expect_demo("mutex", lines);
+}
+END_TEST
+
+START_TEST(cond_wakes_a_waiter_and_times_out)
+{
+	th_about("cond_wait", "pthread_cond_wait must park until signalled, and "
+		 "pthread_cond_timedwait with nobody signalling must end with ETIMEDOUT");
+	static const char *const lines[] = {
+		"woken with the flag set",
+		"timed wait with nobody signalling: Connection timed out", NULL,
+	};
+	expect_demo("cond", lines);
+}
+END_TEST
+
+/* ---- What cannot be patched ------------------------------------------------------------ */
+
+START_TEST(raw_syscall_sees_the_hidden_nonblocking_flag)
+{
+	th_about("", "syscall(SYS_read) goes to the kernel without passing the patch: on a pipe the "
+		 "patch made non-blocking it fails with EAGAIN, which a blocking read never does");
+	static const char *const lines[] = {
+		"syscall(SYS_read) on the empty pipe: Resource temporarily unavailable", NULL,
+	};
+	expect_demo("fcntl", lines);
+}
+END_TEST
+
+START_TEST(raw_syscall_read_blocks_every_green_thread)
+{
+	th_about("start_main spawn_thread", "syscall(SYS_read) on a blocking pipe blocks the one kernel thread, so the "
+		 "green thread that would write to the pipe never runs");
+	expect_demo_hangs("syscall", "the raw read blocks the hub's only kernel thread");
+}
+END_TEST
+
+START_TEST(spinning_thread_starves_the_others)
+{
+	th_about("start_main spawn_thread", "a loop that never calls a patched function never gives the hub back");
+	expect_demo_hangs("spin", "the spinning green thread never yields to the one that would "
+			  "stop it");
+}
+END_TEST
+
+START_TEST(yielding_spinner_lets_the_others_run)
+{
+	th_about("start_main spawn_thread", "usleep(0) in a loop is gevent.sleep(0): the others run once each time");
+	static const char *const lines[] = { "the spinner was stopped by another green thread", NULL };
+	expect_demo("yield", lines);
+}
+END_TEST
+
+START_TEST(offload_lets_others_run_during_a_blocking_call)
+{
+	th_about("start_main spawn_thread", "offload_run() must run the blocking call on a worker thread and park the "
+		 "caller, so that the green thread that unblocks the call can run");
+	static const char *const lines[] = {
+		"kernel threads before: 1",
+		"the worker's blocking read got the byte a green thread wrote meanwhile", NULL,
+	};
+	expect_demo("offload", lines);
+}
+END_TEST
+
+START_TEST(offload_resolves_a_name)
+{
+	th_about("start_main spawn_thread", "offload_getaddrinfo() must return getaddrinfo's answer from a worker thread");
+	static const char *const lines[] = { "localhost is 127.0.0.1", NULL };
+	expect_demo("resolve", lines);
+}
+END_TEST
+
+static Suite *patch_suite(void)
+{
+	Suite *s = suite_create("06-monkey-patch");
+	TCase *tc = th_tcase(s, "chapter 02 preloaded", "patch_read spawn_thread start_main");
+	tcase_add_test(tc, serves_ten_thousand_clients_on_one_thread);
+	tcase_add_test(tc, preloaded_server_survives_short_reads_and_writes);
+
+	tc = th_tcase(s, "chapter 01 patched", "patch_read");
+	tcase_add_test(tc, patched_serial_server_still_serves_one_client_at_a_time);
+
+	tc = th_tcase(s, "fcntl", "fcntl_flags");
+	tcase_add_test(tc, getfl_still_shows_a_blocking_socket);
+	tcase_add_test(tc, program_asking_for_nonblock_gets_eagain);
+
+	tc = th_tcase(s, "read", "patch_read");
+	tcase_add_test(tc, patched_read_waits_for_a_green_writer);
+
+	tc = th_tcase(s, "threads", "spawn_thread start_main");
+	tcase_add_test(tc, join_returns_the_thread_value);
+
+	tc = th_tcase(s, "mutex", "mutex_lock");
+	tcase_add_test(tc, mutex_keeps_a_counter_exact_across_parks);
+
+	tc = th_tcase(s, "cond", "cond_wait");
+	tcase_add_test(tc, cond_wakes_a_waiter_and_times_out);
+
+	tc = th_tcase(s, "cannot be patched", "start_main spawn_thread");
+	tcase_add_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
+	tcase_add_test(tc, raw_syscall_read_blocks_every_green_thread);
+	tcase_add_test(tc, spinning_thread_starves_the_others);
+	tcase_add_test(tc, yielding_spinner_lets_the_others_run);
+	tcase_add_test(tc, offload_lets_others_run_during_a_blocking_call);
+	tcase_add_test(tc, offload_resolves_a_name);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(patch_suite());
+}

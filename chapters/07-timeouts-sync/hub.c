@@ -1,0 +1,284 @@
+/* Chapter 05: the hub; see hub.h.
+ *
+ * Registration: level-triggered, for the directions somebody waits on. An
+ * fd joins the epoll set the first time a coroutine waits on it and stays
+ * there, so the common loop (read, write, wait to read again) costs no
+ * epoll_ctl at all: only read, write and a share of one epoll_wait, the
+ * same system calls as a hand-written callback server. Level-triggered
+ * means a readiness that came before the wait is still reported, so a
+ * coroutine may wait without first reading EAGAIN (green_read relies on
+ * it). The price: an fd that stays ready with nobody waiting would be
+ * reported by every epoll_wait, so when that happens the hub narrows the
+ * registration to the directions still waited on (one epoll_ctl), and
+ * widens it again at the next wait. Edge-triggered registration needs no
+ * narrowing, but only a read that returned EAGAIN proves that the next
+ * edge will come: one more read per round trip. EPOLLONESHOT would need an
+ * epoll_ctl to re-arm before every wait. */
+#include "hub.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sched.h"
+
+enum { MAX_EVENTS = 256 };
+
+/* What each direction asks epoll for. A half-close is worth waking a
+ * reader for; errors and hang-ups (EPOLLERR, EPOLLHUP) are always
+ * reported. */
+static const uint32_t interest[2] = {
+	[HUB_READ] = EPOLLIN | EPOLLRDHUP,
+	[HUB_WRITE] = EPOLLOUT,
+};
+
+/* Per fd: the coroutine waiting to read and the one waiting to write, the
+ * events it is registered for (0: not in the epoll set), and whether a read
+ * came back short or empty since epoll last said it was readable. */
+struct hub_fd {
+	struct co *waiter[2];
+	uint32_t armed;
+	bool drained;
+};
+
+struct hub_state {
+	int epfd;               /* -1 until first needed */
+	struct hub_fd *fds;     /* indexed by fd */
+	size_t nfds;
+	size_t fd_waits;        /* coroutines waiting on an fd */
+	struct timer_heap timers;
+	uint64_t loops;
+	struct epoll_event events[MAX_EVENTS];
+};
+
+static struct hub_state hub = { .epfd = -1 };
+
+static struct co *timer_owner(struct timer *t)
+{
+	return (struct co *)(void *)((char *)t - offsetof(struct co, timer));
+}
+
+int hub_open(void)
+{
+	if (hub.epfd < 0)
+		hub.epfd = epoll_create1(EPOLL_CLOEXEC);
+	return hub.epfd < 0 ? -1 : 0;
+}
+
+/* The table entry for fd, growing the table if needed; NULL if out of
+ * memory. */
+static struct hub_fd *slot(int fd)
+{
+	if ((size_t)fd >= hub.nfds) {
+		size_t n = hub.nfds ? hub.nfds : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct hub_fd *fds = realloc(hub.fds, n * sizeof *fds);
+		if (fds == NULL)
+			return NULL;
+		for (size_t i = hub.nfds; i < n; i++)
+			fds[i] = (struct hub_fd){ 0 };
+		hub.fds = fds;
+		hub.nfds = n;
+	}
+	return &hub.fds[fd];
+}
+
+/* Register fd for exactly the events in want: add it, modify it, or take
+ * it out of the epoll set when want is 0. */
+static int arm(int fd, uint32_t want)
+{
+	struct hub_fd *f = &hub.fds[fd];
+	if (f->armed == want)
+		return 0;
+	struct epoll_event ev = { .events = want, .data.fd = fd };
+	int op = want == 0 ? EPOLL_CTL_DEL : f->armed == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	int result = epoll_ctl(hub.epfd, op, fd, &ev);
+	/* An fd closed with plain close() left the set without us knowing;
+	 * its number may be back as a new socket. */
+	if (result < 0 && op == EPOLL_CTL_MOD && errno == ENOENT)
+		result = epoll_ctl(hub.epfd, EPOLL_CTL_ADD, fd, &ev);
+	if (result < 0 && op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
+		result = 0;
+	if (result < 0)
+		return -1;
+	f->armed = want;
+	return 0;
+}
+
+/* The events the current waiters of f need. */
+static uint32_t wanted(const struct hub_fd *f)
+{
+	return (f->waiter[HUB_READ] ? interest[HUB_READ] : 0) |
+	       (f->waiter[HUB_WRITE] ? interest[HUB_WRITE] : 0);
+}
+
+/* Park with an optional deadline; the caller has filled in co->wait. */
+static int park_until(struct co *co, int64_t deadline)
+{
+	if (deadline >= 0) {
+		co->timer.deadline = deadline;
+		if (!timers_add(&hub.timers, &co->timer))
+			return ENOMEM;
+	}
+	int result = co_park();
+	timers_remove(&hub.timers, &co->timer);
+	return result;
+}
+
+int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
+{
+	struct co *co = co_current();
+	if (fd < 0 || co == NULL) {
+		errno = fd < 0 ? EBADF : EPERM;
+		return -1;
+	}
+	struct hub_fd *f = slot(fd);
+	if (f == NULL)
+		return -1;
+	if (f->waiter[dir] != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	if (arm(fd, f->armed | interest[dir]) < 0)
+		return -1;
+	f->waiter[dir] = co;
+	hub.fd_waits++;
+	co->wait = (struct co_wait){ .what = dir == HUB_READ ? "read" : "write", .fd = fd };
+	int result = park_until(co, deadline);
+	f = &hub.fds[fd];
+	if (f->waiter[dir] == co)
+		f->waiter[dir] = NULL;
+	hub.fd_waits--;
+	if (result != 0) {
+		errno = result;
+		return -1;
+	}
+	return 0;
+}
+
+bool hub_may_read(int fd)
+{
+	return fd < 0 || (size_t)fd >= hub.nfds || !hub.fds[fd].drained;
+}
+
+void hub_drained(int fd)
+{
+	struct hub_fd *f = fd >= 0 ? slot(fd) : NULL;
+	if (f != NULL)
+		f->drained = true;
+}
+
+int hub_park_until(int64_t deadline)
+{
+	return park_until(co_current(), deadline);
+}
+
+int hub_sleep_until(int64_t deadline)
+{
+	struct co *co = co_current();
+	co->wait = (struct co_wait){ .what = "sleep", .fd = -1 };
+	int result = park_until(co, deadline);
+	if (result != 0 && result != ETIMEDOUT) {
+		errno = result;
+		return -1;
+	}
+	return 0;
+}
+
+void hub_forget_fd(int fd)
+{
+	if (fd < 0 || (size_t)fd >= hub.nfds)
+		return;
+	struct hub_fd *f = &hub.fds[fd];
+	for (int dir = HUB_READ; dir <= HUB_WRITE; dir++) {
+		if (f->waiter[dir] != NULL)
+			co_wake(f->waiter[dir], EBADF);
+	}
+	/* close() takes the fd out of the epoll set (the fd is never
+	 * duplicated here), so no EPOLL_CTL_DEL: one system call less. */
+	*f = (struct hub_fd){ 0 };
+}
+
+/* Wake the coroutines waiting on the fd an event is about. Errors and
+ * hang-ups wake both: their next read or write returns the error. */
+static void dispatch(const struct epoll_event *ev)
+{
+	int fd = ev->data.fd;
+	if ((size_t)fd >= hub.nfds)
+		return;
+	struct hub_fd *f = &hub.fds[fd];
+	uint32_t broken = EPOLLERR | EPOLLHUP;
+	bool unheard = false;	/* an event that nobody waits for */
+	if (ev->events & (interest[HUB_READ] | broken)) {
+		f->drained = false;
+		if (f->waiter[HUB_READ] != NULL)
+			co_wake(f->waiter[HUB_READ], 0);
+		else
+			unheard = true;
+	}
+	if (ev->events & (interest[HUB_WRITE] | broken)) {
+		if (f->waiter[HUB_WRITE] != NULL)
+			co_wake(f->waiter[HUB_WRITE], 0);
+		else
+			unheard = true;
+	}
+	/* Level-triggered: unless the registration is narrowed to what is
+	 * waited for, the same event comes back at every epoll_wait, and an
+	 * idle hub would spin. */
+	if (unheard && arm(fd, wanted(f)) < 0)
+		cli_warn("epoll_ctl: stop watching fd %d", fd);
+}
+
+static void expire_timers(void)
+{
+	int64_t now = co_now_ms();
+	struct timer *t;
+	while ((t = timers_first(&hub.timers)) != NULL && t->deadline <= now) {
+		timers_remove(&hub.timers, t);
+		co_wake(timer_owner(t), ETIMEDOUT);
+	}
+}
+
+/* How long epoll_wait may sleep: until the nearest timer, or for ever. */
+static int poll_timeout(void)
+{
+	struct timer *first = timers_first(&hub.timers);
+	if (first == NULL)
+		return -1;
+	int64_t left = first->deadline - co_now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+bool hub_poll(void)
+{
+	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
+		return false;
+	hub.loops++;
+	int n = epoll_wait(hub.epfd, hub.events, MAX_EVENTS, poll_timeout());
+	if (n < 0 && errno != EINTR)
+		cli_die("epoll_wait");
+	for (int i = 0; i < n; i++)
+		dispatch(&hub.events[i]);
+	expire_timers();
+	return true;
+}
+
+uint64_t hub_loops(void)
+{
+	return hub.loops;
+}
+
+void hub_close(void)
+{
+	if (hub.epfd >= 0 && close(hub.epfd) < 0)
+		cli_warn("close the epoll instance");
+	free(hub.fds);
+	timers_free(&hub.timers);
+	hub = (struct hub_state){ .epfd = -1 };
+}

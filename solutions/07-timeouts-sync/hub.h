@@ -1,0 +1,58 @@
+/* Chapter 05: the hub, the one part of the scheduler that talks to the
+ * kernel. A coroutine that must wait for a socket or for time parks here;
+ * when no coroutine can run, the scheduler calls hub_poll(), which sleeps in
+ * epoll_wait until a socket is ready or the nearest timer is due, and wakes
+ * exactly the coroutines concerned. */
+#ifndef HUB_H
+#define HUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum hub_dir { HUB_READ, HUB_WRITE };
+
+/* Create the epoll instance: before anything else, so that a server short of
+ * file descriptors later still has one. 0, or -1 with errno set. */
+int hub_open(void);
+
+/* Park the running coroutine until fd is ready to read or write, or until
+ * deadline (co_now_ms() time; -1 for none). Returns 0 when ready, or -1 with
+ * errno: ETIMEDOUT, EBADF (fd closed meanwhile with green_close), ECANCELED,
+ * EBUSY (another coroutine already waits on fd the same way: one waiter per
+ * fd and direction). Readiness is level-triggered: if fd is ready already,
+ * the wait ends at the hub's next epoll_wait. Close fds that have been
+ * waited on with green_close(), so that the hub forgets them. */
+int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline);
+
+/* A hint that spares readers a read() that would fail with EAGAIN.
+ * hub_drained(fd): a read just came back short or with EAGAIN, so the socket
+ * is most likely empty. hub_may_read(fd) is false from then until epoll
+ * reports fd readable again. Waiting while it says true is always safe,
+ * and so is reading while it says false (the hint can only be stale). */
+void hub_drained(int fd);
+bool hub_may_read(int fd);
+
+/* Park the running coroutine until co_wake() or deadline (-1: none), for
+ * waits that are not on an fd (chapter 07's wait queues); fill in its
+ * co->wait first. Returns what co_wake() gave (0 or an errno), ETIMEDOUT at
+ * the deadline, ECANCELED at once if cancelled. */
+int hub_park_until(int64_t deadline);
+
+/* Park the running coroutine until deadline. 0, or -1 with ECANCELED. */
+int hub_sleep_until(int64_t deadline);
+
+/* fd is about to be closed: wake its waiters with EBADF and forget it. */
+void hub_forget_fd(int fd);
+
+/* Wait for the next socket event or timer and wake the coroutines it
+ * concerns. Returns false, at once, when nothing is waited for at all: no
+ * socket and no timer could ever wake anyone. */
+bool hub_poll(void);
+
+/* How many times hub_poll() has slept in epoll_wait. */
+uint64_t hub_loops(void);
+
+/* Release the epoll instance and the tables once every coroutine ended. */
+void hub_close(void);
+
+#endif

@@ -1,0 +1,8 @@
+# The coroutine tests, shared with chapters 03 to 05, link the chapter's
+# coroutines and hub; this chapter's primitive tests link its wait queues
+# and primitives too. test_shutdown starts the server binary.
+USES_SUITES := coroutines
+test_co_LINK := $(HUB_SRCS)
+test_co_LIBS := -pthread
+test_sync_LINK := $(HUB_SRCS) $(SYNC_SRCS)
+test_sync_LIBS := -pthread

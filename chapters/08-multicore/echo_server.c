@@ -76,7 +76,7 @@ static _Thread_local struct co_pool clients;
 
 /* For the summary at shutdown. */
 struct tally {
-	unsigned long served, idle_closed, at_signal, cut_at_deadline;
+	unsigned long accepted, idle_closed, at_signal, cut_at_deadline;
 };
 static _Thread_local struct tally tally;
 
@@ -201,12 +201,15 @@ static void report_failure(const struct client *client, const char *what)
 static void serve_client(void *arg)
 {
 	struct client *client = arg;
+	/* A copy in a register or on this stack: the loop then touches no
+	 * page of the heap, only the coroutine's own stack page. */
+	int fd = client->fd;
 	char buf[BUFFER_SIZE];
 	co_set_name(client->peer);
 	if (verbose)
 		cli_log("%s connected", client->peer);
 	for (;;) {
-		ssize_t got = green_read_until(client->fd, buf, sizeof buf, idle_deadline());
+		ssize_t got = green_read_until(fd, buf, sizeof buf, idle_deadline());
 		if (got == 0)
 			break;
 		if (got < 0) {
@@ -214,20 +217,21 @@ static void serve_client(void *arg)
 			break;
 		}
 		uppercase_ascii(buf, (size_t)got);
-		if (!write_all(client->fd, buf, (size_t)got)) {
+		if (!write_all(fd, buf, (size_t)got)) {
 			report_failure(client, "write to");
 			break;
 		}
 	}
-	if (green_close(client->fd) < 0)
+	if (green_close(fd) < 0)
 		cli_warn("close %s", client->peer);
 	if (verbose)
 		cli_log("%s disconnected", client->peer);
 	free(client);
 }
 
-/* Serve a new client in the pool, waiting while it is full: meanwhile
- * the next clients wait in the kernel's accept queue, costing us nothing.
+/* Serve a new client in the pool. While the pool is full this waits, with
+ * the client accepted, so that the acceptor accepts no more: the clients
+ * after it wait in the kernel's accept queue, costing the server nothing.
  * false when the acceptor was cancelled while it waited. */
 static bool spawn_client(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -237,7 +241,7 @@ static bool spawn_client(int fd, const struct sockaddr *addr, socklen_t len)
 		addr_format(addr, len, client->peer);
 	}
 	if (client != NULL && co_pool_spawn(&clients, serve_client, client, -1) != 0) {
-		tally.served++;
+		tally.accepted++;
 		return true;
 	}
 	bool cancelled = client != NULL && errno == ECANCELED;
@@ -315,7 +319,7 @@ struct hub {
 };
 
 /* The summary line of a graceful shutdown, on stderr: the hubs' tallies
- * added up, and how many clients each hub served. */
+ * added up, and how many clients each hub accepted. */
 static void report_shutdown(const struct hub *hubs, long n)
 {
 	struct tally sum = { 0 };
@@ -323,19 +327,19 @@ static void report_shutdown(const struct hub *hubs, long n)
 	size_t used = 0;
 	for (long i = 0; i < n; i++) {
 		const struct tally *t = &hubs[i].result;
-		sum.served += t->served;
+		sum.accepted += t->accepted;
 		sum.idle_closed += t->idle_closed;
 		sum.at_signal += t->at_signal;
 		sum.cut_at_deadline += t->cut_at_deadline;
 		if (used < sizeof each) {
 			int wrote = snprintf(each + used, sizeof each - used, "%shub %ld: %lu",
-					     i > 0 ? ", " : "", i, t->served);
+					     i > 0 ? ", " : "", i, t->accepted);
 			used += wrote > 0 ? (size_t)wrote : 0;
 		}
 	}
-	cli_log("shut down: %lu clients served (%s), %lu closed for idling; %lu connected at the "
+	cli_log("shut down: %lu clients accepted (%s), %lu closed for idling; %lu connected at the "
 		"signal, of which %lu finished within the %ld s grace period and %lu were "
-		"closed at its end", sum.served, each, sum.idle_closed, sum.at_signal,
+		"closed at its end", sum.accepted, each, sum.idle_closed, sum.at_signal,
 		sum.at_signal - sum.cut_at_deadline, grace_s, sum.cut_at_deadline);
 }
 
@@ -343,7 +347,7 @@ static void report_shutdown(const struct hub *hubs, long n)
  * grace period to finish, then cancel those still there. */
 static void drain(co_id acceptor)
 {
-	co_cancel(acceptor);
+	co_cancel(acceptor);	/* ESRCH if it ended already: then so much the better */
 	if (co_join(acceptor) < 0)
 		cli_warn("join the acceptor");
 	tally.at_signal = co_pool_running(&clients);

@@ -11,14 +11,29 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "sched.h"
 
 static bool would_block(int err)
 {
 	return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+/* A cancelled coroutine fails every green call, not just those that wait: a
+ * client that keeps its socket busy would otherwise never make its server
+ * coroutine wait, and the cancel would never be seen. (Chapter 07.) */
+static bool cancelled(void)
+{
+	struct co *co = co_current();
+	if (co == NULL || !co->cancelled)
+		return false;
+	errno = ECANCELED;
+	return true;
+}
+
 int green_accept_until(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline)
 {
+	if (cancelled())
+		return -1;
 	for (;;) {
 		socklen_t size = len != NULL ? *len : 0;
 		int client = accept4(fd, addr, len != NULL ? &size : NULL,
@@ -37,6 +52,8 @@ int green_accept_until(int fd, struct sockaddr *addr, socklen_t *len, int64_t de
 
 ssize_t green_read_until(int fd, void *buf, size_t len, int64_t deadline)
 {
+	if (cancelled())
+		return -1;
 	for (;;) {
 		if (hub_may_read(fd)) {
 			ssize_t got = read(fd, buf, len);
@@ -58,6 +75,8 @@ ssize_t green_read_until(int fd, void *buf, size_t len, int64_t deadline)
 
 ssize_t green_write_until(int fd, const void *buf, size_t len, int64_t deadline)
 {
+	if (cancelled())
+		return -1;
 	for (;;) {
 		ssize_t put = write(fd, buf, len);
 		if (put >= 0)
@@ -71,6 +90,8 @@ ssize_t green_write_until(int fd, const void *buf, size_t len, int64_t deadline)
 
 int green_connect_until(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline)
 {
+	if (cancelled())
+		return -1;
 	if (connect(fd, addr, len) == 0)
 		return 0;
 	if (errno != EINPROGRESS && errno != EINTR)

@@ -32,9 +32,10 @@ struct co {
 	void *sp;               /* stack pointer while not running */
 	co_fn *fn;
 	void *arg;
-	char *mapping;          /* guard page + stack, from mmap() */
+	char *mapping;          /* guard page, stack and this struct, from mmap() */
 	size_t mapping_size;
-	char *stack;            /* the usable CO_STACK_SIZE bytes */
+	char *stack;            /* the usable stack: stack_size bytes */
+	size_t stack_size;
 	struct stack_tools tools;
 	struct co_wait wait;
 	struct timer timer;     /* its deadline while it waits with one */

@@ -146,43 +146,48 @@ static void *first_frame(char *top)
 	return slot;
 }
 
-static bool map_stack(struct co *co)
+/* A coroutine's memory is one mapping: a guard page, its stack, and its
+ * struct co at the very top, so that the bookkeeping a switch reads and the
+ * frames it pushes share one page: the fewer pages a round trip touches,
+ * the fewer cache and TLB misses with ten thousand coroutines. mmap() gives
+ * zeroed memory, as calloc() would. NULL, with errno, on failure. */
+static struct co *map_coroutine(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	co->mapping_size = page + CO_STACK_SIZE;
-	co->mapping = mmap(NULL, co->mapping_size, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (co->mapping == MAP_FAILED)
-		return false;
-	if (mprotect(co->mapping, page, PROT_NONE) < 0) {
+	size_t size = page + CO_STACK_SIZE;
+	char *mapping = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (mapping == MAP_FAILED)
+		return NULL;
+	if (mprotect(mapping, page, PROT_NONE) < 0) {
 		int err = errno;
-		munmap(co->mapping, co->mapping_size);
+		munmap(mapping, size);
 		errno = err;
-		return false;
+		return NULL;
 	}
-	co->stack = co->mapping + page;
-	return true;
+	/* 64-byte aligned: a struct co starts a cache line. */
+	size_t co_size = (sizeof(struct co) + 63) & ~(size_t)63;
+	struct co *co = (struct co *)(void *)(mapping + size - co_size);
+	co->mapping = mapping;
+	co->mapping_size = size;
+	co->stack = mapping + page;
+	co->stack_size = CO_STACK_SIZE - co_size;
+	return co;
 }
 
 co_id co_spawn(co_fn *fn, void *arg)
 {
-	struct co *co = calloc(1, sizeof *co);
+	struct co *co = map_coroutine();
 	if (co == NULL)
 		return 0;
-	if (!map_stack(co)) {
-		int err = errno;
-		free(co);
-		errno = err;
-		return 0;
-	}
 	co->id = ++sched.last_id;
 	snprintf(co->name, sizeof co->name, "coroutine %llu", (unsigned long long)co->id);
 	co->fn = fn;
 	co->arg = arg;
-	co->sp = first_frame(co->stack + CO_STACK_SIZE);
+	co->sp = first_frame(co->stack + co->stack_size);
 	co->timer.index = TIMER_IDLE;
 	co->wait.fd = -1;
-	stack_tools_created(&co->tools, co->stack, CO_STACK_SIZE);
+	stack_tools_created(&co->tools, co->stack, co->stack_size);
 	co->next = sched.all;
 	if (sched.all != NULL)
 		sched.all->prev = co;
@@ -201,10 +206,10 @@ static void co_free(struct co *co)
 	if (co->next != NULL)
 		co->next->prev = co->prev;
 	stack_tools_destroyed(&co->tools);
-	/* munmap can only fail for an address range that is not ours. */
-	munmap(co->mapping, co->mapping_size);
-	free(co);
 	sched.count--;
+	/* The struct goes with the mapping. munmap can only fail for an
+	 * address range that is not ours. */
+	munmap(co->mapping, co->mapping_size);
 }
 
 void co_set_name(const char *name)
@@ -321,7 +326,7 @@ static void run(struct co *co)
 	co->state = CO_RUNNING;
 	atomic_store_explicit(&counters.running, co->id, memory_order_relaxed);
 	atomic_fetch_add_explicit(&counters.switches, 1, memory_order_relaxed);
-	stack_tools_leave(&sched.tools, false, co->stack, CO_STACK_SIZE);
+	stack_tools_leave(&sched.tools, false, co->stack, co->stack_size);
 	co_switch(&sched.sp, &co->sp);
 	stack_tools_arrived(&sched.tools, NULL, NULL);
 	atomic_store_explicit(&counters.running, 0, memory_order_relaxed);

@@ -7,7 +7,8 @@
  * takes an absolute time on the co_now_ms() clock (-1: none) and fails with
  * ETIMEDOUT once it passes. An absolute time, not a duration, so that one
  * deadline can cover a whole exchange of several calls. Every call fails
- * with ECANCELED once the calling coroutine is cancelled (co_cancel). */
+ * with ECANCELED once the calling coroutine is cancelled (co_cancel), even
+ * one that would not have to wait. */
 #ifndef GREEN_H
 #define GREEN_H
 

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,26 +20,6 @@
 #include "green.h"
 #include "harness.h"
 #include "hub.h"
-
-/* What the coroutines did, checked after co_run(). */
-static char trace[256];
-
-static void note(const char *text)
-{
-	strncat(trace, text, sizeof trace - strlen(trace) - 1);
-}
-
-static void start_trace(void)
-{
-	trace[0] = '\0';
-}
-
-static void expect_trace(const char *expected, const char *what)
-{
-	if (strcmp(trace, expected) != 0)
-		th_fail("%s: expected the coroutines to note \"%s\", they noted \"%s\"",
-			what, expected, trace);
-}
 
 static void run_all(void)
 {
@@ -63,19 +42,19 @@ static void sleep_and_note(void *arg)
 	co_sleep(ms);
 	char text[16];
 	snprintf(text, sizeof text, "%ld ", ms);
-	note(text);
+	th_note("%s", text);
 }
 
 START_TEST(sleepers_wake_in_deadline_order)
 {
 	th_about("sift_up poll", "the timer heap does not keep the earliest deadline at its "
 		 "root, or the hub does not wake expired timers");
-	start_trace();
+	th_trace_start();
 	static const long order[] = { 40, 10, 30, 0, 20, 50, 5 };
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
 		co_spawn(sleep_and_note, (void *)(intptr_t)order[i]);
 	run_all();
-	expect_trace("0 5 10 20 30 40 50 ", "seven coroutines slept 40, 10, 30, 0, 20, 50, 5 ms");
+	th_expect_trace("0 5 10 20 30 40 50 ", "seven coroutines slept 40, 10, 30, 0, 20, 50, 5 ms");
 }
 END_TEST
 
@@ -83,7 +62,7 @@ static void yield_between(void *arg)
 {
 	const char *name = arg;
 	for (int i = 0; i < 3; i++) {
-		note(name);
+		th_note("%s", name);
 		co_sleep(0);
 	}
 }
@@ -91,11 +70,11 @@ static void yield_between(void *arg)
 START_TEST(sleep_zero_lets_the_others_run)
 {
 	th_about("", "co_sleep(0) must put the coroutine at the back of the run queue");
-	start_trace();
+	th_trace_start();
 	co_spawn(yield_between, "a");
 	co_spawn(yield_between, "b");
 	run_all();
-	expect_trace("ababab", "two coroutines each noted a letter and slept 0, three times");
+	th_expect_trace("ababab", "two coroutines each noted a letter and slept 0, three times");
 }
 END_TEST
 
@@ -105,29 +84,29 @@ static void short_task(void *arg)
 {
 	(void)arg;
 	co_sleep(20);
-	note("task ");
+	th_note("task ");
 }
 
 static void joiner(void *arg)
 {
 	co_id task = *(co_id *)arg;
 	if (co_join(task) == 0)
-		note("joined ");
+		th_note("joined ");
 	if (co_join(task) == 0)
-		note("again ");	/* it has ended: at once */
+		th_note("again ");	/* it has ended: at once */
 	if (co_join(co_self()) < 0 && errno == EDEADLK)
-		note("self");
+		th_note("self");
 }
 
 START_TEST(join_waits_for_the_end_and_then_returns_at_once)
 {
 	th_about("poll", "co_join() must park until the coroutine ends");
-	start_trace();
+	th_trace_start();
 	static co_id task;
 	task = co_spawn(short_task, NULL);
 	co_spawn(joiner, &task);
 	run_all();
-	expect_trace("task joined again self", "a coroutine joined one that slept 20 ms, twice, "
+	th_expect_trace("task joined again self", "a coroutine joined one that slept 20 ms, twice, "
 		     "then itself");
 }
 END_TEST
@@ -141,30 +120,30 @@ static void reader(void *arg)
 	(void)arg;
 	char buf[16] = "";
 	ssize_t got = green_read(pair[0], buf, sizeof buf - 1);
-	note(got > 0 ? buf : "read failed");
+	th_note("%s", got > 0 ? buf : "read failed");
 }
 
 static void writer_later(void *arg)
 {
 	(void)arg;
-	note("sleep ");
+	th_note("sleep ");
 	co_sleep(30);
 	if (green_write(pair[1], "data", 4) != 4)
-		note("write failed ");
+		th_note("write failed ");
 }
 
 START_TEST(reader_parks_until_data_arrives)
 {
 	th_about("green_read wait_fd poll", "green_read() must park on EAGAIN and be woken "
 		 "when the fd becomes readable");
-	start_trace();
+	th_trace_start();
 	socket_pair(pair);
 	co_spawn(reader, NULL);
 	co_spawn(writer_later, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
-	expect_trace("sleep data", "a reader waited while a writer slept 30 ms and wrote");
+	th_expect_trace("sleep data", "a reader waited while a writer slept 30 ms and wrote");
 }
 END_TEST
 
@@ -173,7 +152,7 @@ static void second_reader(void *arg)
 	(void)arg;
 	char c;
 	if (green_read(pair[0], &c, 1) < 0 && errno == EBUSY)
-		note("busy ");
+		th_note("busy ");
 	green_write(pair[1], "x", 1);	/* let the first one finish */
 }
 
@@ -181,14 +160,14 @@ START_TEST(second_waiter_on_the_same_fd_gets_ebusy)
 {
 	th_about("wait_fd", "two coroutines waiting to read one fd: one of them would never be "
 		 "woken, so the second must get EBUSY at once");
-	start_trace();
+	th_trace_start();
 	socket_pair(pair);
 	co_spawn(reader, NULL);
 	co_spawn(second_reader, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
-	expect_trace("busy x", "a second reader of the same fd");
+	th_expect_trace("busy x", "a second reader of the same fd");
 }
 END_TEST
 
@@ -197,7 +176,7 @@ static void closer(void *arg)
 	(void)arg;
 	co_sleep(10);
 	green_close(pair[0]);
-	note("closed ");
+	th_note("closed ");
 }
 
 static void reader_of_closed(void *arg)
@@ -205,20 +184,20 @@ static void reader_of_closed(void *arg)
 	(void)arg;
 	char c;
 	if (green_read(pair[0], &c, 1) < 0 && errno == EBADF)
-		note("woken with EBADF");
+		th_note("woken with EBADF");
 }
 
 START_TEST(closing_an_fd_wakes_its_waiter)
 {
 	th_about("wait_fd poll", "a coroutine parked on an fd that another coroutine closes must "
 		 "be woken with EBADF, not left parked");
-	start_trace();
+	th_trace_start();
 	socket_pair(pair);
 	co_spawn(reader_of_closed, NULL);
 	co_spawn(closer, NULL);
 	run_all();
 	green_close(pair[1]);
-	expect_trace("closed woken with EBADF", "a reader whose fd was closed");
+	th_expect_trace("closed woken with EBADF", "a reader whose fd was closed");
 }
 END_TEST
 
@@ -227,7 +206,7 @@ static void reader_of_gone_peer(void *arg)
 	(void)arg;
 	char c;
 	if (green_read(pair[0], &c, 1) == 0)
-		note("end of file");
+		th_note("end of file");
 }
 
 static void peer_leaves(void *arg)
@@ -241,13 +220,13 @@ START_TEST(peer_leaving_wakes_the_reader)
 {
 	th_about("green_read wait_fd poll", "when the peer closes, the parked reader must wake "
 		 "and read end of file");
-	start_trace();
+	th_trace_start();
 	socket_pair(pair);
 	co_spawn(reader_of_gone_peer, NULL);
 	co_spawn(peer_leaves, NULL);
 	run_all();
 	green_close(pair[0]);
-	expect_trace("end of file", "a reader whose peer closed");
+	th_expect_trace("end of file", "a reader whose peer closed");
 }
 END_TEST
 
@@ -260,17 +239,17 @@ static void counting_reader(void *arg)
 	(void)arg;
 	for (;;) {
 		if (hub_wait_fd(pair[0], HUB_READ, -1) < 0) {
-			note("wait failed ");
+			th_note("wait failed ");
 			return;
 		}
 		wakes++;
 		char buf[16] = "";
 		ssize_t got = read(pair[0], buf, sizeof buf - 1);
 		if (got <= 0) {
-			note(got == 0 ? "eof" : "read failed");
+			th_note("%s", got == 0 ? "eof" : "read failed");
 			return;
 		}
-		note(buf);
+		th_note("%s", buf);
 	}
 }
 
@@ -288,14 +267,14 @@ START_TEST(a_parked_reader_wakes_once_per_readiness)
 {
 	th_about("wait_fd poll", "a reader that drains its socket after every wake must be woken "
 		 "once for each time data or the end of file arrives: not twice, not never");
-	start_trace();
+	th_trace_start();
 	wakes = 0;
 	socket_pair(pair);
 	co_spawn(counting_reader, NULL);
 	co_spawn(three_writes, NULL);
 	run_all();
 	green_close(pair[0]);
-	expect_trace("abeof", "a reader woken by two writes and a close");
+	th_expect_trace("abeof", "a reader woken by two writes and a close");
 	if (wakes != 3)
 		th_fail("the reader was woken %d times for 2 writes and a close; expected 3", wakes);
 }
@@ -383,7 +362,7 @@ START_TEST(dump_lists_coroutines_and_what_they_wait_for)
 {
 	th_about("", "co_dump() should list every coroutine with its state and its wait");
 	socket_pair(pair);
-	start_trace();
+	th_trace_start();
 	co_spawn(reader, NULL);
 	co_spawn(named_sleeper, NULL);
 	co_spawn(dumper, NULL);
@@ -491,18 +470,7 @@ START_TEST(ten_thousand_clients_are_served_at_once)
 		 "serve each one; the hub wakes only the coroutines whose sockets are ready");
 	/* Each connection is a descriptor in this process and one in the server
 	 * (which inherits the limit): ask for as many as the hard limit allows. */
-	struct rlimit limit;
-	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
-		th_fail("getrlimit: %s", strerror(errno));
-	limit.rlim_cur = limit.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
-		th_fail("setrlimit: %s", strerror(errno));
-	long clients = 10000;
-	if ((long)limit.rlim_max - 64 < clients) {
-		clients = (long)limit.rlim_max - 64;
-		fprintf(stderr, "note: RLIMIT_NOFILE's hard limit is %ld here: testing with %ld "
-			"clients instead of 10000\n", (long)limit.rlim_max, clients);
-	}
+	long clients = th_raise_fd_limit(10000);
 	struct th_server *server = th_start(NULL);
 	static const char msg[] = "one of ten thousand";
 	th_echo_many(server, (size_t)clients, msg, sizeof msg - 1, 0, 30000);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 enum {
@@ -93,18 +92,7 @@ START_TEST(serves_ten_thousand_clients_on_one_thread)
 		 "read must park that green thread");
 	/* Each connection is a descriptor here and one in the server (which
 	 * inherits the limit): ask for as many as the hard limit allows. */
-	struct rlimit limit;
-	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
-		th_fail("getrlimit: %s", strerror(errno));
-	limit.rlim_cur = limit.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
-		th_fail("setrlimit: %s", strerror(errno));
-	long clients = 10000;
-	if ((long)limit.rlim_max - 64 < clients) {
-		clients = (long)limit.rlim_max - 64;
-		fprintf(stderr, "note: RLIMIT_NOFILE's hard limit is %ld here: testing with %ld "
-			"clients instead of 10000\n", (long)limit.rlim_max, clients);
-	}
+	long clients = th_raise_fd_limit(10000);
 	struct th_server *server = start_preloaded(false);
 	int *fds = calloc((size_t)clients, sizeof *fds);
 	struct th_exchange *ex = calloc((size_t)clients, sizeof *ex);

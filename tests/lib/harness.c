@@ -25,6 +25,7 @@ enum {
 	DEFAULT_TIMEOUT_MS = 5000,
 	START_TIMEOUT_MS = 10000,   /* Valgrind takes a while to start a program */
 	STOP_TIMEOUT_MS = 5000,
+	RUN_SERVER_TIMEOUT_MS = 10000, /* for a command line that must end it */
 	MAX_SERVERS = 8,
 	STDERR_TAIL = 2048,
 	/* Check passes a failure message from the test process in one packet of
@@ -395,46 +396,6 @@ struct th_server *th_start(const struct th_launch *launch)
 	return s;
 }
 
-int th_run_server(const char *const *args, char *err, size_t err_size)
-{
-	const char *server = required_env("TH_SERVER");
-	char *argv[MAX_ARGS];
-	build_argv(argv, server, false, args);
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		th_fail("pipe: %s", strerror(errno));
-	fflush(NULL);	/* or the child would flush our buffered output again */
-	pid_t pid = fork();
-	if (pid < 0)
-		th_fail("fork: %s", strerror(errno));
-	if (pid == 0)
-		exec_server(argv, STDOUT_FILENO, pipefd[1], NULL);
-
-	close(pipefd[1]);
-	/* Keep the start, and read the rest to its end too: a server writing
-	 * into a pipe nobody reads any more would die of SIGPIPE. */
-	size_t len = 0;
-	for (;;) {
-		char rest[512];
-		bool full = len >= err_size - 1;
-		ssize_t got = full ? read(pipefd[0], rest, sizeof rest)
-				   : read(pipefd[0], err + len, err_size - 1 - len);
-		if (got == 0)
-			break;
-		if (got < 0 && errno != EINTR)
-			th_fail("read the server's stderr: %s", strerror(errno));
-		if (got > 0 && !full)
-			len += (size_t)got;
-	}
-	err[len] = '\0';
-	close(pipefd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			th_fail("waitpid: %s", strerror(errno));
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* Read what fd says until it closes or the deadline passes; false at the
  * deadline. */
 static bool read_until_eof(int fd, char *out, size_t size, long long deadline)
@@ -493,6 +454,16 @@ int th_run_program(const struct th_launch *launch, int timeout_ms, char *out, si
 	if (!ended)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int th_run_server(const char *const *args, char *err, size_t err_size)
+{
+	struct th_launch launch = { .args = args };
+	int status = th_run_program(&launch, RUN_SERVER_TIMEOUT_MS, err, err_size);
+	if (status < 0)
+		th_fail("the server, run with a command line it should reject or fail on, was "
+			"still running after %d ms; its output:\n%s", th_ms(RUN_SERVER_TIMEOUT_MS), err);
+	return status;
 }
 
 void th_stop(struct th_server *s)
@@ -955,4 +926,49 @@ void th_echo_many(struct th_server *server, size_t clients, const void *data, si
 	free(fds);
 	free(ex);
 	free(replies);
+}
+
+long th_raise_fd_limit(long wanted)
+{
+	struct rlimit limit;
+	if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("getrlimit: %s", strerror(errno));
+	limit.rlim_cur = limit.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+		th_fail("setrlimit: %s", strerror(errno));
+	/* Room for the process's own descriptors besides the clients. */
+	long room = limit.rlim_max == RLIM_INFINITY ? wanted : (long)limit.rlim_max - 64;
+	if (room >= wanted)
+		return wanted;
+	fprintf(stderr, "note: RLIMIT_NOFILE's hard limit is %ld here: testing with %ld clients "
+		"instead of %ld\n", (long)limit.rlim_max, room, wanted);
+	return room;
+}
+
+static char trace[1024];
+
+void th_trace_start(void)
+{
+	trace[0] = '\0';
+}
+
+void th_note(const char *fmt, ...)
+{
+	size_t used = strlen(trace);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(trace + used, sizeof trace - used, fmt, ap);
+	va_end(ap);
+}
+
+const char *th_trace(void)
+{
+	return trace;
+}
+
+void th_expect_trace(const char *expected, const char *what)
+{
+	if (strcmp(trace, expected) != 0)
+		th_fail("%s: expected the coroutines to note \"%s\", they noted \"%s\"",
+			what, expected, trace);
 }

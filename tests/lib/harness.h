@@ -65,7 +65,8 @@ struct th_server *th_start(const struct th_launch *launch);
 /* Run the server under test with just args (NULL-terminated), through
  * TH_WRAPPER as th_start() does, and wait for it to end: for tests of its
  * command line. Returns its exit status (128 + the signal, if one killed it),
- * with the start of its stderr in err. */
+ * with the start of its output (stdout and stderr) in err; fails the test if
+ * it does not end. */
 int th_run_server(const char *const *args, char *err, size_t err_size);
 
 /* Run launch->server (or TH_SERVER) with launch->args and launch->preload,
@@ -162,6 +163,21 @@ unsigned char *th_payload(size_t len, unsigned seed);
 
 /* Fail unless reply == uppercase(sent); the message shows where they part. */
 void th_check_echo(const void *sent, size_t sent_len, const struct th_reply *reply);
+
+/* A trace, for tests of coroutines and threads: each notes what it does, in
+ * the order it happens, and the test compares the whole after they ran. */
+void th_trace_start(void);
+void th_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The trace so far. */
+const char *th_trace(void);
+/* Fail unless the trace is exactly expected; `what` names the scenario. */
+void th_expect_trace(const char *expected, const char *what);
+
+/* For tests with many clients: raise this process's descriptor limit to its
+ * hard limit (the server, started afterwards, inherits it) and return how
+ * many clients up to wanted that leaves room for, saying so on stderr when
+ * it is fewer. Each connection is a descriptor here and one in the server. */
+long th_raise_fd_limit(long wanted);
 
 /* Many clients at once: connect `clients` of them to server, all open before
  * any sends, have each send data (len bytes, chunk bytes per send(); 0 for

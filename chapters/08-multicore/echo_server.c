@@ -36,6 +36,7 @@
 #include "cli.h"
 #include "co.h"
 #include "green.h"
+#include "hub.h"
 #include "mailbox.h"
 #include "sync.h"
 
@@ -314,9 +315,15 @@ struct hub {
 	struct mailbox *mailbox;
 	pthread_t thread;
 	co_id acceptor, postman;        /* its acceptor and mailbox coroutines */
-	int status;                     /* what co_run() returned */
 	struct tally result;            /* its tally, once it has ended */
 };
+
+/* Every hub and the main thread meet here once each hub has its epoll
+ * instance and its coroutines; only then does the server say it listens.
+ * A hub still starting when the first clients arrive could find the
+ * descriptors used up by them, and a hub without an epoll instance serves
+ * nobody, though the kernel still hands it its share of the connections. */
+static pthread_barrier_t hubs_ready;
 
 /* The summary line of a graceful shutdown, on stderr: the hubs' tallies
  * added up, and how many clients each hub accepted. */
@@ -402,6 +409,8 @@ static void dump_hub(void *arg)
 static void *run_hub(void *arg)
 {
 	struct hub *hub = arg;
+	if (hub_open() < 0)
+		cli_die("hub %ld: epoll_create1", hub->index);
 	co_pool_init(&clients, max_clients);
 	if (watchdog_ms > 0 && co_watchdog(watchdog_ms, stderr) < 0)
 		cli_warn("hub %ld: starting the watchdog thread", hub->index);
@@ -409,7 +418,14 @@ static void *run_hub(void *arg)
 	hub->postman = co_spawn(mailbox_serve, hub->mailbox);
 	if (hub->acceptor == 0 || hub->postman == 0)
 		cli_die("hub %ld: co_spawn", hub->index);
-	hub->status = co_run();
+	pthread_barrier_wait(&hubs_ready);	/* cannot fail: initialised for us */
+	/* co_run() returns 0 once the mailbox coroutine is cancelled, at
+	 * shutdown. Anything else leaves a hub that no longer accepts its share
+	 * of the clients: the server stops rather than limp on. */
+	if (co_run() != 0) {
+		cli_log("hub %ld: its coroutines can no longer run; stopping", hub->index);
+		exit(EXIT_FAILURE);
+	}
 	hub->result = tally;
 	return NULL;
 }
@@ -458,7 +474,6 @@ static int serve_signals(const sigset_t *set, struct hub *hubs, long n)
 		post_all(hubs, n, stop_hub);
 		break;
 	}
-	int status = EXIT_SUCCESS;
 	for (long i = 0; i < n; i++) {
 		int err = pthread_join(hubs[i].thread, NULL);
 		if (err != 0) {
@@ -466,11 +481,9 @@ static int serve_signals(const sigset_t *set, struct hub *hubs, long n)
 			cli_die("hub %ld: pthread_join", i);
 		}
 		mailbox_close(hubs[i].mailbox);
-		if (hubs[i].status != 0)
-			status = EXIT_FAILURE;
 	}
 	report_shutdown(hubs, n);
-	return status;
+	return EXIT_SUCCESS;
 }
 
 /* Signals the main thread takes with sigwaitinfo(): blocked here, before any
@@ -528,7 +541,13 @@ int main(int argc, char **argv)
 	if (listen_fds == NULL || hubs == NULL)
 		cli_die("calloc");
 	listen_on_all(opts.host, opts.port, listen_fds, hub_count);
+	int err = pthread_barrier_init(&hubs_ready, NULL, (unsigned)hub_count + 1);
+	if (err != 0) {
+		errno = err;
+		cli_die("pthread_barrier_init");
+	}
 	start_hubs(hubs, hub_count, listen_fds);
+	pthread_barrier_wait(&hubs_ready);
 	addr_announce(listen_fds[0]);
 	int status = serve_signals(&set, hubs, hub_count);
 	free(listen_fds);

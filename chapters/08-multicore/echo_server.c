@@ -458,7 +458,7 @@ static void post_all(struct hub *hubs, long n, mailbox_fn *fn)
 
 /* The main thread's work once the hubs run: wait for signals, hand them to
  * the hubs, and on SIGINT or SIGTERM wait for every hub to end. */
-static int serve_signals(const sigset_t *set, struct hub *hubs, long n)
+static void serve_signals(const sigset_t *set, struct hub *hubs, long n)
 {
 	for (;;) {
 		int signo = sigwaitinfo(set, NULL);
@@ -483,7 +483,6 @@ static int serve_signals(const sigset_t *set, struct hub *hubs, long n)
 		mailbox_close(hubs[i].mailbox);
 	}
 	report_shutdown(hubs, n);
-	return EXIT_SUCCESS;
 }
 
 /* Signals the main thread takes with sigwaitinfo(): blocked here, before any
@@ -549,8 +548,8 @@ int main(int argc, char **argv)
 	start_hubs(hubs, hub_count, listen_fds);
 	pthread_barrier_wait(&hubs_ready);
 	addr_announce(listen_fds[0]);
-	int status = serve_signals(&set, hubs, hub_count);
+	serve_signals(&set, hubs, hub_count);
 	free(listen_fds);
 	free(hubs);
-	return status;
+	return EXIT_SUCCESS;
 }

@@ -19,12 +19,6 @@
 
 enum { KIB = 1024 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static void signal_server(const struct th_server *server, int sig)
 {
 	if (kill(server->pid, sig) < 0)
@@ -141,7 +135,7 @@ START_TEST(shutdown_drains_in_flight_echoes_without_losing_a_byte)
 	th_reply_free(&first);
 
 	signal_server(server, SIGTERM);
-	sleep_ms(100);	/* let the server take the signal in */
+	th_sleep_ms(100);	/* let the server take the signal in */
 	struct th_exchange after = { .send = data + HALF, .send_len = HALF, .chunk = 4 * KIB,
 				     .pause_ms = 20, .shut_wr = true, .until_eof = true };
 	struct th_reply second;
@@ -189,7 +183,7 @@ START_TEST(shutdown_stops_accepting_at_once)
 	for (int waited = 0; waited < th_ms(3000) && err == 0; waited += 50) {
 		err = try_connect(server);
 		if (err == 0)
-			sleep_ms(50);
+			th_sleep_ms(50);
 	}
 	/* Refused, or reset when it reached the queue just as it closed. */
 	if (err != ECONNREFUSED && err != ECONNRESET)

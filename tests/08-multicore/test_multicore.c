@@ -40,12 +40,6 @@ static int thread_count(pid_t pid)
 	return n;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* Wait until the server's stderr holds every one of the texts. */
 static void expect_in_stderr(const struct th_server *server, const char *const *texts,
 			     const char *why)
@@ -60,7 +54,7 @@ static void expect_in_stderr(const struct th_server *server, const char *const *
 		if (waited >= th_ms(5000))
 			th_fail("%s: expected \"%s\" and the rest on its stderr, which has:\n%s", why,
 				texts[0], log);
-		sleep_ms(50);
+		th_sleep_ms(50);
 	}
 }
 

@@ -18,12 +18,6 @@
 
 enum { KIB = 1024, MIB = 1024 * 1024 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* A fresh client is echoed correctly: the server is alive and accepting. */
 static void still_serves(struct th_server *server)
 {
@@ -206,7 +200,7 @@ static void wait_until_delivered(int fd)
 			th_fail("ioctl SIOCOUTQ: %s", strerror(errno));
 		if (unacked == 0)
 			return;
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 	th_fail("the server did not take the last of our data within %d ms", th_ms(5000));
 }
@@ -243,7 +237,7 @@ static bool reports_emfile(struct th_server *server, int ms)
 	for (int waited = 0; waited < ms; waited += 50) {
 		if (strstr(th_server_stderr(server), "Too many open files") != NULL)
 			return true;
-		sleep_ms(50);
+		th_sleep_ms(50);
 	}
 	return false;
 }
@@ -255,7 +249,7 @@ static void check_not_spinning(struct th_server *server)
 	if (th_promise()->spins_when_idle)
 		return;
 	long before = th_server_cpu_ms(server);
-	sleep_ms(1000);
+	th_sleep_ms(1000);
 	long used = th_server_cpu_ms(server) - before;
 	if (used > 500)
 		th_fail("while out of file descriptors the server used %ld ms of CPU in one second: "

@@ -62,7 +62,7 @@ static int ms_until(long long deadline)
 	return left > 0 ? (int)left : 0;
 }
 
-static void sleep_ms(int ms)
+void th_sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -479,7 +479,7 @@ void th_stop(struct th_server *s)
 	long long deadline = now_ms() + th_ms(STOP_TIMEOUT_MS);
 	pid_t done;
 	while ((done = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-		sleep_ms(10);
+		th_sleep_ms(10);
 	if (done == 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);

@@ -38,6 +38,9 @@ _Noreturn void th_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 /* A deadline of ms milliseconds, stretched by TH_TIME_SCALE. */
 int th_ms(int ms);
 
+/* Sleep for ms milliseconds (not stretched), through signals. */
+void th_sleep_ms(int ms);
+
 /* ---- Servers ----------------------------------------------------------- */
 
 struct th_server {

@@ -45,7 +45,7 @@ define each_chapter
 endef
 
 .PHONY: all build check check-tests check-starters memcheck sanitize run progress \
-	starters compare tools pitfalls bench-switch deps deps-build clean help
+	starters mistakes compare tools pitfalls bench-switch deps deps-build clean help
 .DEFAULT_GOAL := build
 all: build
 
@@ -67,6 +67,11 @@ check-tests: deps
 
 check-starters: deps
 	@tools/check-starters.sh $(SELECTED)
+
+# The catalogue of typical mistakes (tests/mistakes/): each must make its
+# chapter's tests fail, fast, naming its TODO and its symptom.
+mistakes: deps
+	@tools/mistakes.sh $(filter $(notdir $(wildcard tests/mistakes/*)),$(SELECTED))
 
 memcheck: deps
 	$(call each_chapter,memcheck,$(IMPL))
@@ -136,6 +141,7 @@ help:
 	@echo "make check            test every solution, and check the starters are generated and tested"
 	@echo "make check CH=01      the same for one chapter"
 	@echo "make check CH=01 IMPL=chapters   test your own code in chapters/01-*"
+	@echo "make mistakes         check that every typical mistake in tests/mistakes fails its chapter's tests, fast"
 	@echo "make memcheck         the tests, with every test and server under Valgrind"
 	@echo "make sanitize         the tests, built with AddressSanitizer and UBSan"
 	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"

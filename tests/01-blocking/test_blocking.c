@@ -101,10 +101,10 @@ static Suite *blocking_suite(void)
 {
 	Suite *s = suite_create("01-blocking");
 	TCase *tc = th_tcase(s, "accept_loop", "accept_loop");
-	tcase_add_test(tc, serves_a_client);
-	tcase_add_test(tc, serves_clients_one_after_another);
-	tcase_add_test(tc, second_client_waits_until_first_leaves);
-	tcase_add_test(tc, verbose_flag_logs_connects_and_disconnects);
+	th_test(tc, serves_a_client);
+	th_test(tc, serves_clients_one_after_another);
+	th_test(tc, second_client_waits_until_first_leaves);
+	th_test(tc, verbose_flag_logs_connects_and_disconnects);
 	return s;
 }
 

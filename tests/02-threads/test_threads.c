@@ -123,15 +123,15 @@ static Suite *threads_suite(void)
 	Suite *s = suite_create("02-threads");
 
 	TCase *tc = th_tcase(s, "spawn_handler", "spawn_handler handler_thread");
-	tcase_add_test(tc, serves_two_hundred_clients_at_once);
-	tcase_add_test(tc, idle_client_does_not_stall_others);
-	tcase_add_test(tc, client_that_never_reads_does_not_stall_others);
+	th_test(tc, serves_two_hundred_clients_at_once);
+	th_test(tc, idle_client_does_not_stall_others);
+	th_test(tc, client_that_never_reads_does_not_stall_others);
 
 	tc = th_tcase(s, "handler_ended", "handler_ended handler_thread");
-	tcase_add_test(tc, counts_every_connection_exactly);
+	th_test(tc, counts_every_connection_exactly);
 
 	tc = th_tcase(s, "wait_for_slot", "wait_for_slot");
-	tcase_add_test(tc, cap_holds_until_a_client_leaves);
+	th_test(tc, cap_holds_until_a_client_leaves);
 	return s;
 }
 

@@ -104,15 +104,15 @@ static Suite *switch_suite(void)
 {
 	Suite *s = suite_create("04-asm-switch");
 	TCase *tc = th_tcase(s, "switch", "switch");
-	tcase_add_test(tc, callee_saved_registers_survive_a_switch);
-	tcase_add_test(tc, rounding_mode_stays_with_its_coroutine);
+	th_test(tc, callee_saved_registers_survive_a_switch);
+	th_test(tc, rounding_mode_stays_with_its_coroutine);
 
 	/* A test that ends in a signal needs Check's fork mode (make memcheck runs
 	 * without it). */
 	const char *fork_mode = getenv("CK_FORK");
 	if (fork_mode == NULL || strcmp(fork_mode, "no") != 0) {
 		tc = th_tcase(s, "guard_page", "");
-		tcase_add_test_raise_signal(tc, overflowing_a_stack_hits_the_guard_page, SIGSEGV);
+		th_test_raise_signal(tc, overflowing_a_stack_hits_the_guard_page, SIGSEGV);
 	}
 	return s;
 }

@@ -481,32 +481,32 @@ static Suite *hub_suite(void)
 {
 	Suite *s = suite_create("05-epoll-hub");
 	TCase *tc = th_tcase(s, "timers", "sift_up poll");
-	tcase_add_test(tc, sleepers_wake_in_deadline_order);
-	tcase_add_test(tc, ten_thousand_coroutines_sleep_and_wake);
+	th_test(tc, sleepers_wake_in_deadline_order);
+	th_test(tc, ten_thousand_coroutines_sleep_and_wake);
 
 	tc = th_tcase(s, "fds", "green_read wait_fd poll");
-	tcase_add_test(tc, reader_parks_until_data_arrives);
-	tcase_add_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
-	tcase_add_test(tc, closing_an_fd_wakes_its_waiter);
-	tcase_add_test(tc, peer_leaving_wakes_the_reader);
-	tcase_add_test(tc, a_parked_reader_wakes_once_per_readiness);
+	th_test(tc, reader_parks_until_data_arrives);
+	th_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
+	th_test(tc, closing_an_fd_wakes_its_waiter);
+	th_test(tc, peer_leaving_wakes_the_reader);
+	th_test(tc, a_parked_reader_wakes_once_per_readiness);
 
 	tc = th_tcase(s, "scheduler", "poll");
-	tcase_add_test(tc, join_waits_for_the_end_and_then_returns_at_once);
-	tcase_add_test(tc, all_asleep_is_reported_not_a_hang);
-	tcase_add_test(tc, idle_hub_sleeps_in_the_kernel);
+	th_test(tc, join_waits_for_the_end_and_then_returns_at_once);
+	th_test(tc, all_asleep_is_reported_not_a_hang);
+	th_test(tc, idle_hub_sleeps_in_the_kernel);
 
 	tc = th_tcase(s, "server", "green_read wait_fd poll");
-	tcase_add_test(tc, ten_thousand_clients_are_served_at_once);
+	th_test(tc, ten_thousand_clients_are_served_at_once);
 
 	tc = th_tcase(s, "inspection", "");
-	tcase_add_test(tc, sleep_zero_lets_the_others_run);
-	tcase_add_test(tc, dump_lists_coroutines_and_what_they_wait_for);
+	th_test(tc, sleep_zero_lets_the_others_run);
+	th_test(tc, dump_lists_coroutines_and_what_they_wait_for);
 	/* The watchdog thread outlives its test: it needs the test's own
 	 * process, Check's fork mode (make memcheck runs without it). */
 	const char *fork_mode = getenv("CK_FORK");
 	if (fork_mode == NULL || strcmp(fork_mode, "no") != 0)
-		tcase_add_test(tc, watchdog_names_a_coroutine_that_never_waits);
+		th_test(tc, watchdog_names_a_coroutine_that_never_waits);
 	return s;
 }
 

@@ -300,35 +300,35 @@ static Suite *patch_suite(void)
 {
 	Suite *s = suite_create("06-monkey-patch");
 	TCase *tc = th_tcase(s, "chapter 02 preloaded", "patch_read spawn_thread start_main");
-	tcase_add_test(tc, serves_ten_thousand_clients_on_one_thread);
-	tcase_add_test(tc, preloaded_server_survives_short_reads_and_writes);
+	th_test(tc, serves_ten_thousand_clients_on_one_thread);
+	th_test(tc, preloaded_server_survives_short_reads_and_writes);
 
 	tc = th_tcase(s, "chapter 01 patched", "patch_read");
-	tcase_add_test(tc, patched_serial_server_still_serves_one_client_at_a_time);
+	th_test(tc, patched_serial_server_still_serves_one_client_at_a_time);
 
 	tc = th_tcase(s, "fcntl", "fcntl_flags");
-	tcase_add_test(tc, getfl_still_shows_a_blocking_socket);
-	tcase_add_test(tc, program_asking_for_nonblock_gets_eagain);
+	th_test(tc, getfl_still_shows_a_blocking_socket);
+	th_test(tc, program_asking_for_nonblock_gets_eagain);
 
 	tc = th_tcase(s, "read", "patch_read");
-	tcase_add_test(tc, patched_read_waits_for_a_green_writer);
+	th_test(tc, patched_read_waits_for_a_green_writer);
 
 	tc = th_tcase(s, "threads", "spawn_thread start_main");
-	tcase_add_test(tc, join_returns_the_thread_value);
+	th_test(tc, join_returns_the_thread_value);
 
 	tc = th_tcase(s, "mutex", "mutex_lock");
-	tcase_add_test(tc, mutex_keeps_a_counter_exact_across_parks);
+	th_test(tc, mutex_keeps_a_counter_exact_across_parks);
 
 	tc = th_tcase(s, "cond", "cond_wait");
-	tcase_add_test(tc, cond_wakes_a_waiter_and_times_out);
+	th_test(tc, cond_wakes_a_waiter_and_times_out);
 
 	tc = th_tcase(s, "cannot be patched", "start_main spawn_thread");
-	tcase_add_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
-	tcase_add_test(tc, raw_syscall_read_blocks_every_green_thread);
-	tcase_add_test(tc, spinning_thread_starves_the_others);
-	tcase_add_test(tc, yielding_spinner_lets_the_others_run);
-	tcase_add_test(tc, offload_lets_others_run_during_a_blocking_call);
-	tcase_add_test(tc, offload_resolves_a_name);
+	th_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
+	th_test(tc, raw_syscall_read_blocks_every_green_thread);
+	th_test(tc, spinning_thread_starves_the_others);
+	th_test(tc, yielding_spinner_lets_the_others_run);
+	th_test(tc, offload_lets_others_run_during_a_blocking_call);
+	th_test(tc, offload_resolves_a_name);
 	return s;
 }
 

@@ -694,33 +694,33 @@ static Suite *sync_suite(void)
 {
 	Suite *s = suite_create("07-timeouts-sync");
 	TCase *tc = th_tcase(s, "events", "");
-	tcase_add_test(tc, event_set_wakes_every_waiter_in_arrival_order);
-	tcase_add_test(tc, event_wait_returns_at_once_when_set_and_times_out_when_clear);
-	tcase_add_test(tc, green_read_until_fails_with_etimedout_at_its_deadline);
+	th_test(tc, event_set_wakes_every_waiter_in_arrival_order);
+	th_test(tc, event_wait_returns_at_once_when_set_and_times_out_when_clear);
+	th_test(tc, green_read_until_fails_with_etimedout_at_its_deadline);
 
 	tc = th_tcase(s, "channels", "chan_send chan_recv");
-	tcase_add_test(tc, channel_delivers_items_in_order);
-	tcase_add_test(tc, channel_send_blocks_when_full_until_a_receive);
-	tcase_add_test(tc, channel_receive_blocks_until_a_send);
-	tcase_add_test(tc, channel_wakes_blocked_receivers_first_come_first_served);
-	tcase_add_test(tc, channel_close_lets_receivers_drain_then_reports_closed);
-	tcase_add_test(tc, channel_close_wakes_blocked_senders_with_epipe);
-	tcase_add_test(tc, channel_close_wakes_blocked_receivers_with_epipe);
-	tcase_add_test(tc, unbuffered_channel_hands_items_over_directly);
-	tcase_add_test(tc, channel_receive_times_out_and_loses_no_later_item);
+	th_test(tc, channel_delivers_items_in_order);
+	th_test(tc, channel_send_blocks_when_full_until_a_receive);
+	th_test(tc, channel_receive_blocks_until_a_send);
+	th_test(tc, channel_wakes_blocked_receivers_first_come_first_served);
+	th_test(tc, channel_close_lets_receivers_drain_then_reports_closed);
+	th_test(tc, channel_close_wakes_blocked_senders_with_epipe);
+	th_test(tc, channel_close_wakes_blocked_receivers_with_epipe);
+	th_test(tc, unbuffered_channel_hands_items_over_directly);
+	th_test(tc, channel_receive_times_out_and_loses_no_later_item);
 
 	tc = th_tcase(s, "cancellation", "cancel");
-	tcase_add_test(tc, cancel_wakes_a_waiting_receiver_with_ecanceled);
-	tcase_add_test(tc, cancel_wakes_a_sleeper_and_a_reader_which_clean_up);
-	tcase_add_test(tc, a_cancelled_coroutine_fails_every_later_wait);
-	tcase_add_test(tc, cancelling_a_finished_coroutine_reports_esrch);
-	tcase_add_test(tc, pool_cancel_ends_every_handler);
+	th_test(tc, cancel_wakes_a_waiting_receiver_with_ecanceled);
+	th_test(tc, cancel_wakes_a_sleeper_and_a_reader_which_clean_up);
+	th_test(tc, a_cancelled_coroutine_fails_every_later_wait);
+	th_test(tc, cancelling_a_finished_coroutine_reports_esrch);
+	th_test(tc, pool_cancel_ends_every_handler);
 
 	tc = th_tcase(s, "semaphores", "sem_acquire");
-	tcase_add_test(tc, semaphore_admits_count_then_blocks);
-	tcase_add_test(tc, semaphore_release_wakes_waiters_in_arrival_order);
-	tcase_add_test(tc, semaphore_acquire_times_out_and_loses_no_permit);
-	tcase_add_test(tc, pool_runs_at_most_n_handlers_at_once);
+	th_test(tc, semaphore_admits_count_then_blocks);
+	th_test(tc, semaphore_release_wakes_waiters_in_arrival_order);
+	th_test(tc, semaphore_acquire_times_out_and_loses_no_permit);
+	th_test(tc, pool_runs_at_most_n_handlers_at_once);
 	return s;
 }
 

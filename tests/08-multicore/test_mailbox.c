@@ -147,8 +147,8 @@ static Suite *mailbox_suite(void)
 {
 	Suite *s = suite_create("08-multicore mailbox");
 	TCase *tc = th_tcase(s, "mailbox", "mailbox_post mailbox_serve");
-	tcase_add_test(tc, messages_from_another_thread_run_on_the_hub_in_order);
-	tcase_add_test(tc, each_poster_keeps_its_order);
+	th_test(tc, messages_from_another_thread_run_on_the_hub_in_order);
+	th_test(tc, each_poster_keeps_its_order);
 	return s;
 }
 

@@ -140,10 +140,10 @@ static Suite *multicore_suite(void)
 {
 	Suite *s = suite_create("08-multicore");
 	TCase *tc = th_tcase(s, "hubs", "reuseport start_hubs");
-	tcase_add_test(tc, two_hubs_share_the_port_and_both_serve);
+	th_test(tc, two_hubs_share_the_port_and_both_serve);
 	tc = th_tcase(s, "signals", "mailbox_post mailbox_serve start_hubs");
-	tcase_add_test(tc, a_signal_reaches_every_hub);
-	tcase_add_test(tc, sigterm_drains_every_hub_without_losing_a_byte);
+	th_test(tc, a_signal_reaches_every_hub);
+	th_test(tc, sigterm_drains_every_hub_without_losing_a_byte);
 	return s;
 }
 

@@ -323,14 +323,14 @@ static Suite *adversarial_suite(void)
 {
 	Suite *s = suite_create("adversarial");
 	TCase *tc = th_tcase(s, "hostile_clients", "");
-	tcase_add_test(tc, reset_in_the_middle_of_a_write_harms_nobody);
-	tcase_add_test(tc, half_close_gets_every_byte_then_eof);
-	tcase_add_test(tc, client_that_never_reads_gets_back_pressure);
-	tcase_add_test(tc, trickling_client_is_echoed_and_stalls_nobody);
-	tcase_add_test(tc, every_byte_value_in_odd_sized_pieces);
-	tcase_add_test(tc, sixteen_mib_echoed_whole_while_others_chat);
-	tcase_add_test(tc, clients_that_leave_without_reading_raise_no_sigpipe);
-	tcase_add_test(tc, running_out_of_file_descriptors_is_survived);
+	th_test(tc, reset_in_the_middle_of_a_write_harms_nobody);
+	th_test(tc, half_close_gets_every_byte_then_eof);
+	th_test(tc, client_that_never_reads_gets_back_pressure);
+	th_test(tc, trickling_client_is_echoed_and_stalls_nobody);
+	th_test(tc, every_byte_value_in_odd_sized_pieces);
+	th_test(tc, sixteen_mib_echoed_whole_while_others_chat);
+	th_test(tc, clients_that_leave_without_reading_raise_no_sigpipe);
+	th_test(tc, running_out_of_file_descriptors_is_survived);
 	return s;
 }
 

@@ -168,20 +168,20 @@ static Suite *echo_suite(void)
 {
 	Suite *s = suite_create("echo");
 	TCase *tc = th_tcase(s, "echo", th_promise()->echo_todos);
-	tcase_add_test(tc, uppercases_ascii_letters_only);
-	tcase_add_test(tc, echoes_every_byte_value);
-	tcase_add_test(tc, echoes_a_single_byte);
-	tcase_add_test(tc, echoes_one_mebibyte_sent_in_one_go);
-	tcase_add_test(tc, echoes_many_small_writes_in_order);
-	tcase_add_test(tc, half_close_gets_every_byte_then_eof);
+	th_test(tc, uppercases_ascii_letters_only);
+	th_test(tc, echoes_every_byte_value);
+	th_test(tc, echoes_a_single_byte);
+	th_test(tc, echoes_one_mebibyte_sent_in_one_go);
+	th_test(tc, echoes_many_small_writes_in_order);
+	th_test(tc, half_close_gets_every_byte_then_eof);
 
 	tc = th_tcase(s, "short_io", th_promise()->retry_todos);
-	tcase_add_test(tc, echoes_through_short_reads_and_writes);
-	tcase_add_test(tc, echoes_every_byte_value_through_eintr);
+	th_test(tc, echoes_through_short_reads_and_writes);
+	th_test(tc, echoes_every_byte_value_through_eintr);
 
 	tc = th_tcase(s, "command_line", "");
-	tcase_add_test(tc, bad_arguments_exit_2_with_usage);
-	tcase_add_test(tc, unusable_address_exits_1_with_reason);
+	th_test(tc, bad_arguments_exit_2_with_usage);
+	th_test(tc, unusable_address_exits_1_with_reason);
 	return s;
 }
 

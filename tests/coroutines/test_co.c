@@ -211,14 +211,14 @@ static Suite *co_suite(void)
 {
 	Suite *s = suite_create("coroutines");
 	TCase *tc = th_tcase(s, "coroutines", th_promise()->coroutine_todos);
-	tcase_add_test(tc, runs_coroutines_in_turn_order);
-	tcase_add_test(tc, a_coroutine_can_spawn_another);
-	tcase_add_test(tc, ten_thousand_coroutines_come_and_go);
-	tcase_add_test(tc, locals_survive_yields);
-	tcase_add_test(tc, stack_is_16_byte_aligned_at_entry);
-	tcase_add_test(tc, deep_recursion_fits_in_the_stack);
+	th_test(tc, runs_coroutines_in_turn_order);
+	th_test(tc, a_coroutine_can_spawn_another);
+	th_test(tc, ten_thousand_coroutines_come_and_go);
+	th_test(tc, locals_survive_yields);
+	th_test(tc, stack_is_16_byte_aligned_at_entry);
+	th_test(tc, deep_recursion_fits_in_the_stack);
 	tc = th_tcase(s, "scheduler", "");
-	tcase_add_test(tc, yield_outside_a_coroutine_does_nothing);
+	th_test(tc, yield_outside_a_coroutine_does_nothing);
 	return s;
 }
 

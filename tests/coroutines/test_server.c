@@ -77,10 +77,10 @@ static Suite *server_suite(void)
 {
 	Suite *s = suite_create("coroutine server");
 	TCase *tc = th_tcase(s, "concurrency", th_promise()->echo_todos);
-	tcase_add_test(tc, serves_two_hundred_clients_at_once);
-	tcase_add_test(tc, idle_client_does_not_stall_others);
+	th_test(tc, serves_two_hundred_clients_at_once);
+	th_test(tc, idle_client_does_not_stall_others);
 	tc = th_tcase(s, "idle", "");
-	tcase_add_test(tc, th_promise()->spins_when_idle ? idle_server_burns_a_cpu
+	th_test(tc, th_promise()->spins_when_idle ? idle_server_burns_a_cpu
 							  : idle_server_sleeps);
 	return s;
 }

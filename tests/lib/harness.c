@@ -176,9 +176,57 @@ static void setup(void)
 	th_about("", "");
 }
 
+/* Every test of the suite with its test case, for TH_LIST_TESTS. */
+enum { MAX_TESTS = 256 };
+static struct listed_test {
+	const char *test;
+	const char *tcase;
+	const char *todos;
+} listed[MAX_TESTS];
+static int n_listed;
+static struct listed_tcase {
+	TCase *tc;
+	const char *name;
+	const char *todos;
+} tcases[MAX_TESTS];
+static int n_tcases;
+
+static void list_test(TCase *tc, const TTest *test)
+{
+	for (int i = 0; i < n_tcases; i++) {
+		if (tcases[i].tc != tc)
+			continue;
+		if (n_listed == MAX_TESTS) {
+			fprintf(stderr, "harness: more than %d tests in one suite\n", MAX_TESTS);
+			exit(EXIT_FAILURE);
+		}
+		listed[n_listed++] = (struct listed_test){ test->name, tcases[i].name, tcases[i].todos };
+		return;
+	}
+	fprintf(stderr, "harness: test %s added to a test case not made by th_tcase()\n", test->name);
+	exit(EXIT_FAILURE);
+}
+
+void th_test(TCase *tc, const TTest *test)
+{
+	list_test(tc, test);
+	tcase_add_test(tc, test);
+}
+
+void th_test_raise_signal(TCase *tc, const TTest *test, int signal)
+{
+	list_test(tc, test);
+	tcase_add_test_raise_signal(tc, test, signal);
+}
+
 TCase *th_tcase(Suite *suite, const char *name, const char *todos)
 {
 	TCase *tc = tcase_create(name);
+	if (n_tcases == MAX_TESTS) {
+		fprintf(stderr, "harness: more than %d test cases in one suite\n", MAX_TESTS);
+		exit(EXIT_FAILURE);
+	}
+	tcases[n_tcases++] = (struct listed_tcase){ tc, name, todos != NULL ? todos : "" };
 	if (todos != NULL && todos[0] != '\0')
 		tcase_set_tags(tc, todos);
 	/* A hung test fails after this long; CK_TIMEOUT_MULTIPLIER stretches it
@@ -207,6 +255,12 @@ static void log_per_binary(SRunner *runner, const char *variable,
 int th_run(Suite *suite)
 {
 	static char log[256], tap[256], xml[256];
+	if (getenv("TH_LIST_TESTS") != NULL) {
+		for (int i = 0; i < n_listed; i++)
+			printf("%s\t%s\t%s\n", listed[i].test, listed[i].tcase, listed[i].todos);
+		srunner_free(srunner_create(suite));	/* frees the suite */
+		return EXIT_SUCCESS;
+	}
 	atexit(kill_all_servers);
 	SRunner *runner = srunner_create(suite);
 	log_per_binary(runner, "CK_LOG_FILE_NAME", srunner_set_log, log, sizeof log);

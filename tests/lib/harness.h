@@ -23,9 +23,16 @@
  * must fail. todos is a space-separated list, or "" or NULL for none. */
 TCase *th_tcase(Suite *suite, const char *name, const char *todos);
 
+/* Add a test to a test case (Check's tcase_add_test), or one that passes only
+ * if it ends by the signal. The harness keeps the list, for th_run(). */
+void th_test(TCase *tc, const TTest *test);
+void th_test_raise_signal(TCase *tc, const TTest *test, int signal);
+
 /* Run the suite (Check's CK_* environment variables apply, including its TAP
  * and XML logs, where a %s in the file name becomes the test binary's name);
- * the exit status for main(). */
+ * the exit status for main(). With TH_LIST_TESTS set, it runs nothing and
+ * prints a line per test instead, "TEST<tab>TEST CASE<tab>TODOS", the TODOs
+ * its test case is tagged with (tools/todo-tests.sh reads these). */
 int th_run(Suite *suite);
 
 /* Say, at the start of a test, which TODOs it checks and the most likely

@@ -75,9 +75,11 @@ mistakes: deps
 
 memcheck: deps
 	$(call each_chapter,memcheck,$(IMPL))
+	@echo "make memcheck: all passed (no Valgrind error, no leak)"
 
 sanitize: deps
 	$(call each_chapter,check,sanitize/$(IMPL),SAN=1)
+	@echo "make sanitize: all passed (no AddressSanitizer or UBSan report)"
 
 # The course's client comes with it: build/tools/client talks to the server.
 run: deps-build

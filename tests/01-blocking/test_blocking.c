@@ -99,7 +99,7 @@ END_TEST
 
 static Suite *blocking_suite(void)
 {
-	Suite *s = suite_create("01-blocking");
+	Suite *s = th_suite("01-blocking");
 	TCase *tc = th_tcase(s, "accept_loop", "accept_loop");
 	th_test(tc, serves_a_client);
 	th_test(tc, serves_clients_one_after_another);

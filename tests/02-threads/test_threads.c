@@ -120,7 +120,7 @@ END_TEST
 
 static Suite *threads_suite(void)
 {
-	Suite *s = suite_create("02-threads");
+	Suite *s = th_suite("02-threads");
 
 	TCase *tc = th_tcase(s, "spawn_handler", "spawn_handler handler_thread");
 	th_test(tc, serves_two_hundred_clients_at_once);

@@ -102,7 +102,7 @@ END_TEST
 
 static Suite *switch_suite(void)
 {
-	Suite *s = suite_create("04-asm-switch");
+	Suite *s = th_suite("04-asm-switch");
 	TCase *tc = th_tcase(s, "switch", "switch");
 	th_test(tc, callee_saved_registers_survive_a_switch);
 	th_test(tc, rounding_mode_stays_with_its_coroutine);

@@ -479,7 +479,7 @@ END_TEST
 
 static Suite *hub_suite(void)
 {
-	Suite *s = suite_create("05-epoll-hub");
+	Suite *s = th_suite("05-epoll-hub");
 	TCase *tc = th_tcase(s, "timers", "sift_up poll");
 	th_tcase_deadline(tc, 10);
 	th_test(tc, sleepers_wake_in_deadline_order);

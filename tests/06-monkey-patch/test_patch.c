@@ -298,7 +298,7 @@ END_TEST
 
 static Suite *patch_suite(void)
 {
-	Suite *s = suite_create("06-monkey-patch");
+	Suite *s = th_suite("06-monkey-patch");
 	TCase *tc = th_tcase(s, "chapter 02 preloaded", "patch_read spawn_thread start_main");
 	th_tcase_deadline(tc, 15);
 	th_test(tc, serves_ten_thousand_clients_on_one_thread);

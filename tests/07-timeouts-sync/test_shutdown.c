@@ -236,7 +236,7 @@ END_TEST
 
 static Suite *shutdown_suite(void)
 {
-	Suite *s = suite_create("07-timeouts-sync server");
+	Suite *s = th_suite("07-timeouts-sync server");
 	TCase *tc = th_tcase(s, "idle_timeout", "");
 	th_tcase_deadline(tc, 10);
 	th_test(tc, idle_timeout_closes_the_idle_client_and_nobody_else);

@@ -692,7 +692,7 @@ END_TEST
 
 static Suite *sync_suite(void)
 {
-	Suite *s = suite_create("07-timeouts-sync");
+	Suite *s = th_suite("07-timeouts-sync");
 	TCase *tc = th_tcase(s, "events", "");
 	th_test(tc, event_set_wakes_every_waiter_in_arrival_order);
 	th_test(tc, event_wait_returns_at_once_when_set_and_times_out_when_clear);

@@ -145,7 +145,7 @@ END_TEST
 
 static Suite *mailbox_suite(void)
 {
-	Suite *s = suite_create("08-multicore mailbox");
+	Suite *s = th_suite("08-multicore mailbox");
 	TCase *tc = th_tcase(s, "mailbox", "mailbox_post mailbox_serve");
 	th_test(tc, messages_from_another_thread_run_on_the_hub_in_order);
 	th_test(tc, each_poster_keeps_its_order);

@@ -138,7 +138,7 @@ END_TEST
 
 static Suite *multicore_suite(void)
 {
-	Suite *s = suite_create("08-multicore");
+	Suite *s = th_suite("08-multicore");
 	TCase *tc = th_tcase(s, "hubs", "reuseport start_hubs");
 	th_test(tc, two_hubs_share_the_port_and_both_serve);
 	tc = th_tcase(s, "signals", "mailbox_post mailbox_serve start_hubs");

@@ -321,7 +321,7 @@ END_TEST
 
 static Suite *adversarial_suite(void)
 {
-	Suite *s = suite_create("adversarial");
+	Suite *s = th_suite("adversarial");
 	TCase *tc = th_tcase(s, "hostile_clients", "");
 	th_tcase_deadline(tc, 10);
 	th_test(tc, reset_in_the_middle_of_a_write_harms_nobody);

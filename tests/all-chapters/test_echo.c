@@ -166,7 +166,7 @@ END_TEST
 
 static Suite *echo_suite(void)
 {
-	Suite *s = suite_create("echo");
+	Suite *s = th_suite("echo");
 	TCase *tc = th_tcase(s, "echo", th_promise()->echo_todos);
 	th_test(tc, uppercases_ascii_letters_only);
 	th_test(tc, echoes_every_byte_value);

@@ -209,7 +209,7 @@ END_TEST
 
 static Suite *co_suite(void)
 {
-	Suite *s = suite_create("coroutines");
+	Suite *s = th_suite("coroutines");
 	TCase *tc = th_tcase(s, "coroutines", th_promise()->coroutine_todos);
 	th_test(tc, runs_coroutines_in_turn_order);
 	th_test(tc, a_coroutine_can_spawn_another);

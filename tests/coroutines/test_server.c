@@ -75,7 +75,7 @@ END_TEST
 
 static Suite *server_suite(void)
 {
-	Suite *s = suite_create("coroutine server");
+	Suite *s = th_suite("coroutine server");
 	TCase *tc = th_tcase(s, "concurrency", th_promise()->echo_todos);
 	th_test(tc, serves_two_hundred_clients_at_once);
 	th_test(tc, idle_client_does_not_stall_others);

@@ -50,7 +50,7 @@ int th_connect_small_window(const struct th_server *s, int rcvbuf)
 	 * backlog whether or not the server calls accept(); a connect() that
 	 * does not complete means that backlog is full. */
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	int timeout = harness_wait_ms(DEFAULT_TIMEOUT_MS);
+	int timeout = th_ms(DEFAULT_TIMEOUT_MS);
 	if (poll(&pfd, 1, timeout) <= 0)
 		harness_fail(SYMPTOM_NO_REPLY, "connect to %s:%s did not complete within %d ms: the "
 			     "server's backlog is full, so it accepts no one", s->host, s->port, timeout);
@@ -106,6 +106,8 @@ struct flow {
 	bool done;
 	long long start;
 	long long deadline;
+	long long moved;         /* when a byte last went either way */
+	int stall_ms;            /* give up after this long without one (or 0) */
 	long long next_send;     /* with ex->pause_ms: not before this time */
 };
 
@@ -141,12 +143,21 @@ static bool flow_finished(struct flow *f)
 	bool have_all = ex->until_eof ? r->eof : r->len >= ex->want;
 	if ((all_sent && have_all) || r->eof)
 		return true;
-	if (harness_now_ms() >= f->deadline) {
+	long long now = harness_now_ms();
+	if (now >= f->deadline || (f->stall_ms > 0 && now - f->moved >= f->stall_ms)) {
 		r->timed_out = true;
-		r->waited_ms = (int)(f->deadline - f->start);
+		r->waited_ms = (int)(now - f->moved);
+		r->cut_short = now < f->deadline;
 		return true;
 	}
 	return false;
+}
+
+/* When this flow gives up, unless something moves first. */
+static long long give_up_at(const struct flow *f)
+{
+	long long stalled = f->moved + f->stall_ms;
+	return f->stall_ms > 0 && stalled < f->deadline ? stalled : f->deadline;
 }
 
 /* Wait for the next event on the flows not yet done; false once all are. */
@@ -165,7 +176,8 @@ static bool pump(struct flow *flows, struct pollfd *pfds, size_t n)
 		bool unsent = f->reply->sent < f->ex->send_len;
 		bool may_send = unsent && harness_now_ms() >= f->next_send;
 		pfds[i] = (struct pollfd){ .fd = f->fd, .events = POLLIN | (may_send ? POLLOUT : 0) };
-		long long next = unsent && !may_send && f->next_send < f->deadline ? f->next_send : f->deadline;
+		long long end = give_up_at(f);
+		long long next = unsent && !may_send && f->next_send < end ? f->next_send : end;
 		if (wake < 0 || next < wake)
 			wake = next;
 	}
@@ -175,12 +187,16 @@ static bool pump(struct flow *flows, struct pollfd *pfds, size_t n)
 	if (ready < 0 && errno != EINTR)
 		harness_fail(SYMPTOM_SETUP, "poll: %s", strerror(errno));
 	for (size_t i = 0; ready > 0 && i < n; i++) {
+		struct th_reply *r = flows[i].reply;
+		size_t before = r->len + r->sent;
 		if (pfds[i].fd < 0)
 			continue;
 		if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
-			receive_some(flows[i].fd, flows[i].reply, &flows[i].cap);
-		if (!flows[i].reply->eof && (pfds[i].revents & POLLOUT))
+			receive_some(flows[i].fd, r, &flows[i].cap);
+		if (!r->eof && (pfds[i].revents & POLLOUT))
 			send_some(&flows[i]);
+		if (r->len + r->sent != before)
+			flows[i].moved = harness_now_ms();
 	}
 	return true;
 }
@@ -194,9 +210,10 @@ void th_exchange_many(const int *fds, const struct th_exchange *ex, struct th_re
 	long long start = harness_now_ms();
 	for (size_t i = 0; i < n; i++) {
 		replies[i] = (struct th_reply){ 0 };
-		int timeout = harness_wait_ms(ex[i].timeout_ms > 0 ? ex[i].timeout_ms : DEFAULT_TIMEOUT_MS);
+		int timeout = th_ms(ex[i].timeout_ms > 0 ? ex[i].timeout_ms : DEFAULT_TIMEOUT_MS);
 		flows[i] = (struct flow){ .fd = fds[i], .ex = &ex[i], .reply = &replies[i],
-					  .start = start, .deadline = start + timeout, .next_send = start };
+					  .start = start, .deadline = start + timeout, .moved = start,
+					  .stall_ms = harness_stall_ms(timeout), .next_send = start };
 	}
 	while (pump(flows, pfds, n))
 		continue;
@@ -271,13 +288,14 @@ static const char *show_bytes(const unsigned char *data, size_t len, size_t offs
 
 static const char *how_it_ended(const struct th_reply *r)
 {
-	static char text[64];
+	static char text[128];
 	if (r->reset)
 		return "the server reset the connection";
 	if (r->eof)
 		return "the server closed the connection";
 	if (r->timed_out) {
-		snprintf(text, sizeof text, "then nothing more for %d ms", r->waited_ms);
+		snprintf(text, sizeof text, "then nothing more for %d ms%s", r->waited_ms,
+			 r->cut_short ? ", when the test gave up early because an earlier test hung" : "");
 		return text;
 	}
 	return "the reply is complete";
@@ -350,7 +368,8 @@ void th_expect_eof(int fd)
 			reply.len, show_bytes(reply.data, reply.len, 0, text, sizeof text));
 	if (!reply.eof)
 		harness_fail(SYMPTOM_NO_REPLY, "expected the server to close the connection; it kept "
-			     "it open for %d ms", reply.waited_ms);
+			     "it open, silent, for %d ms%s", reply.waited_ms, reply.cut_short ?
+			     " (the test gave up early because an earlier test hung)" : "");
 	th_reply_free(&reply);
 }
 

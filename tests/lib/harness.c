@@ -28,15 +28,17 @@ enum {
 	/* A test that has not finished after this long has hung (stretched by
 	 * TH_TIME_SCALE). Every test here takes well under a second when the
 	 * code is right, bar a few that say how long they need. */
-	DEFAULT_DEADLINE_S = 4,
+	DEFAULT_DEADLINE_S = 3,
 	/* Check's own timeout comes this much later: time to write the report
 	 * (each server's state is sampled for a moment). */
 	REPORT_MARGIN_S = 10,
-	/* After a hang, the rest of the chapter's waits and deadlines are cut
-	 * to an eighth, and to no less than these. */
-	AFTERMATH_CUT = 8,
-	AFTERMATH_WAIT_MS = 250,
-	AFTERMATH_DEADLINE_MS = 500,
+	/* After a hang, the rest of the chapter's deadlines are cut to a
+	 * quarter (no less than a second), and a conversation ends after an
+	 * eighth of its time (no less than 250 ms) without a byte moving. */
+	AFTERMATH_CUT = 4,
+	AFTERMATH_DEADLINE_MS = 1000,
+	AFTERMATH_STALL_CUT = 8,
+	AFTERMATH_STALL_MS = 250,
 	MAX_TESTS = 256,
 };
 
@@ -115,8 +117,10 @@ void th_sleep_ms(int ms)
 /* One hang is enough to know: once a test of this chapter's run has hung,
  * make check would otherwise wait out the same hang in every later test.
  * The chapter's makefile names a file (TH_HANG_FILE) and removes it before
- * the run; the first hang creates it, and later tests cut their waits short
- * (their messages say so). A test that is right passes all the same. */
+ * the run; the first hang creates it, and later tests give up sooner: at a
+ * quarter of their deadline, and in a conversation where nothing moves for
+ * an eighth of its time (their messages say so). A conversation that flows,
+ * however slowly, goes on as usual. */
 bool harness_aftermath;
 
 void harness_note_hang(void)
@@ -142,14 +146,12 @@ static int cut_short(int ms, int floor)
 	return ms < floor ? ms : floor;
 }
 
-int harness_wait_ms(int ms)
+int harness_stall_ms(int timeout_ms)
 {
-	return cut_short(th_ms(ms), th_ms(AFTERMATH_WAIT_MS));
-}
-
-long long harness_wait_deadline(int ms)
-{
-	return harness_now_ms() + harness_wait_ms(ms);
+	if (!harness_aftermath)
+		return 0;
+	int stall = timeout_ms / AFTERMATH_STALL_CUT;
+	return stall > th_ms(AFTERMATH_STALL_MS) ? stall : th_ms(AFTERMATH_STALL_MS);
 }
 
 /* ---- The test under way --------------------------------------------------- */
@@ -546,6 +548,8 @@ static void install_handlers(void)
 
 /* ---- Suites -------------------------------------------------------------- */
 
+static const char *suite_name = "";
+
 static void setup(void)
 {
 	harness_kill_servers();	/* a failed test's, when Check does not fork */
@@ -605,6 +609,12 @@ static void set_deadline(struct listed_tcase *tc, int seconds)
 	tcase_set_timeout(tc->tc, seconds + REPORT_MARGIN_S);
 }
 
+Suite *th_suite(const char *name)
+{
+	suite_name = name;
+	return suite_create(name);
+}
+
 TCase *th_tcase(Suite *suite, const char *name, const char *todos)
 {
 	if (n_tcases == MAX_TESTS) {
@@ -644,6 +654,39 @@ static void log_per_binary(SRunner *runner, const char *variable,
 	set(runner, name);
 }
 
+/* Does a space-separated list hold this word? */
+static bool has_word(const char *list, const char *word)
+{
+	size_t len = strlen(word);
+	for (const char *p = list; (p = strstr(p, word)) != NULL; p += len)
+		if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
+/* Would Check's CK_RUN_SUITE, CK_RUN_CASE and CK_INCLUDE_TAGS leave any test
+ * of this binary to run? (Check itself would print an empty run.) */
+static bool anything_selected(void)
+{
+	const char *only_suite = getenv("CK_RUN_SUITE");
+	const char *only_case = getenv("CK_RUN_CASE");
+	const char *tags = getenv("CK_INCLUDE_TAGS");
+	if (only_suite != NULL && only_suite[0] != '\0' && strcmp(only_suite, suite_name) != 0)
+		return false;
+	for (int i = 0; i < n_tcases; i++) {
+		if (only_case != NULL && only_case[0] != '\0' && strcmp(only_case, tcases[i].name) != 0)
+			continue;
+		if (tags == NULL || tags[0] == '\0')
+			return true;
+		char tag[64];
+		int len;
+		for (const char *p = tcases[i].todos; sscanf(p, " %63s%n", tag, &len) == 1; p += len)
+			if (has_word(tags, tag))
+				return true;
+	}
+	return false;
+}
+
 int th_run(Suite *suite)
 {
 	static char log[256], tap[256], xml[256];
@@ -651,6 +694,10 @@ int th_run(Suite *suite)
 		for (int i = 0; i < n_listed; i++)
 			printf("%s\t%s\t%s\n", listed[i].test, listed[i].tcase, listed[i].todos);
 		srunner_free(srunner_create(suite));	/* frees the suite */
+		return EXIT_SUCCESS;
+	}
+	if (!anything_selected()) {
+		srunner_free(srunner_create(suite));
 		return EXIT_SUCCESS;
 	}
 	atexit(harness_kill_servers);

@@ -24,14 +24,17 @@
 
 /* ---- Suites ------------------------------------------------------------ */
 
+/* The test binary's suite (Check's suite_create()). */
+Suite *th_suite(const char *name);
+
 /* A test case named after the TODOs its tests check, tagged with them: the
  * starter check runs just these tests after cutting one TODO out, and some
  * must fail. todos is a space-separated list, or "" or NULL for none. Each of
- * its tests must end within 4 s (stretched by TH_TIME_SCALE), or it is
+ * its tests must end within 3 s (stretched by TH_TIME_SCALE), or it is
  * reported as hung. */
 TCase *th_tcase(Suite *suite, const char *name, const char *todos);
 
-/* Give the tests of a test case more time than 4 s each. */
+/* Give the tests of a test case more time than 3 s each. */
 void th_tcase_deadline(TCase *tc, int seconds);
 
 /* Add a test to a test case (Check's tcase_add_test), or one that passes only
@@ -43,7 +46,9 @@ void th_test_raise_signal(TCase *tc, const TTest *test, int signal);
  * and XML logs, where a %s in the file name becomes the test binary's name);
  * the exit status for main(). With TH_LIST_TESTS set, it runs nothing and
  * prints a line per test instead, "TEST<tab>TEST CASE<tab>TODOS", the TODOs
- * its test case is tagged with (tools/todo-tests.sh reads these). */
+ * its test case is tagged with (tools/todo-tests.sh reads these). A binary
+ * with nothing that CK_RUN_SUITE, CK_RUN_CASE or CK_INCLUDE_TAGS selects
+ * runs nothing and prints nothing. */
 int th_run(Suite *suite);
 
 /* Say, first thing in a test, which TODOs it checks and the most likely
@@ -158,8 +163,9 @@ struct th_reply {
 	size_t sent;             /* bytes actually sent */
 	bool eof;                /* the server closed its side */
 	bool reset;              /* ...with an RST (ECONNRESET) */
-	bool timed_out;
-	int waited_ms;           /* ...after this long */
+	bool timed_out;          /* nothing more came... */
+	int waited_ms;           /* ...for this long */
+	bool cut_short;          /* ...before the deadline, after an earlier hang */
 };
 
 void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *reply);

@@ -43,10 +43,10 @@ _Noreturn void harness_fail_because(const char *cause, const char *fmt, ...)
 /* Clocks and deadlines. */
 long long harness_now_ms(void);
 int harness_ms_until(long long deadline);
-/* The deadline for a wait of ms milliseconds (stretched by TH_TIME_SCALE,
- * cut short after an earlier test hung), and what to say about its length. */
-long long harness_wait_deadline(int ms);
-int harness_wait_ms(int ms);
+/* How long a conversation that may take timeout_ms may go without a byte
+ * moving before it is given up: 0 (no limit but its deadline), or, once a
+ * test of this run has hung, a quarter of it. */
+int harness_stall_ms(int timeout_ms);
 /* Record that this chapter's run has seen a hang (see harness.c); once it
  * has, waits are cut short and a hang is described briefly. */
 void harness_note_hang(void);

@@ -3,12 +3,20 @@
 # the starter code (yours) instead of the reference solutions.
 
 CH ?=
-IMPL ?= solutions
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# The chapters of the tree under test: a class may get chapters/ without
-# solutions/.
+# The course repository has the reference solutions; a students' handout
+# (make handout) has only chapters/, and there every target works on the
+# student's code.
+HANDOUT := $(if $(wildcard solutions/[0-9][0-9]-*),,yes)
+IMPL ?= $(if $(HANDOUT),chapters,solutions)
+# What only the course repository can do.
+AUTHOR_GOALS := check-starters check-handout starters mistakes handout grade
+ifneq ($(and $(HANDOUT),$(filter $(AUTHOR_GOALS),$(MAKECMDGOALS))),)
+$(error make $(filter $(AUTHOR_GOALS),$(MAKECMDGOALS)) needs the course repository, with its \
+	solutions/; this is a students' handout)
+endif
 ALL_CHAPTERS := $(sort $(notdir $(wildcard $(IMPL)/[0-9][0-9]-*)))
 ifeq ($(ALL_CHAPTERS),)
 ifneq ($(filter-out progress help clean,$(or $(MAKECMDGOALS),build)),)
@@ -27,8 +35,12 @@ endif
 ifeq ($(filter $(IMPL),solutions chapters),)
 $(error IMPL must be solutions (the reference code) or chapters (the starters))
 endif
-# make run: the chosen chapter, or the most advanced one.
-RUN_CHAPTER := $(lastword $(SELECTED))
+# make run: the chosen chapter, or the most advanced one; in a handout, the
+# most advanced one whose tests passed last time (make check marks it), or
+# the first.
+PASSED_CHAPTERS := $(foreach ch,$(SELECTED),$(if $(wildcard build/chapters/$(ch)/passed),$(ch)))
+RUN_CHAPTER := $(lastword $(if $(and $(HANDOUT),$(CH)),$(SELECTED),\
+	$(if $(HANDOUT),$(or $(PASSED_CHAPTERS),$(firstword $(SELECTED))),$(SELECTED))))
 
 # One chapter's make: $(call chapter_make,TARGET,CHAPTER,IMPL,OUT-PREFIX[,VARS])
 # A cross build (ARCH=aarch64) gets a build folder of its own.
@@ -44,20 +56,21 @@ define each_chapter
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 endef
 
-.PHONY: all build check check-tests check-starters memcheck sanitize run progress \
-	starters mistakes compare tools pitfalls bench-switch deps deps-build clean help
+.PHONY: all build check check-tests check-starters check-handout handout grade memcheck sanitize \
+	run progress starters mistakes compare tools pitfalls bench-switch deps deps-build clean help
 .DEFAULT_GOAL := build
 all: build
 
 build: deps
 	$(call each_chapter,build,$(IMPL))
 
-# check: the tests, then (for the solutions) the starter checks.
+# check: the tests, then (for the solutions) the starter and handout checks.
 check: deps
 	@status=0; \
 	$(MAKE) --no-print-directory check-tests || status=1; \
 	if [ "$(IMPL)" = solutions ]; then \
-		$(MAKE) --no-print-directory check-starters || status=1; fi; \
+		$(MAKE) --no-print-directory check-starters || status=1; \
+		$(MAKE) --no-print-directory check-handout || status=1; fi; \
 	if [ $$status -eq 0 ]; then echo "make check: all passed"; \
 	else echo "make check: FAILED (see above)"; fi; \
 	exit $$status
@@ -71,7 +84,32 @@ check-starters: deps
 # The catalogue of typical mistakes (tests/mistakes/): each must make its
 # chapter's tests fail, fast, naming its TODO and its symptom.
 mistakes: deps
-	@tools/mistakes.sh $(filter $(notdir $(wildcard tests/mistakes/*)),$(SELECTED))
+	@tools/mistakes.sh $(or $(filter $(notdir $(wildcard tests/mistakes/*)),$(SELECTED)),\
+		$(error no chapter of $(SELECTED) has a catalogue of mistakes in tests/mistakes))
+
+# The handout (tools/handout.sh): DEST=DIR, UPTO=NN for the chapters up to NN.
+# check-handout makes a whole one in build/handout, proves it leaks no answer,
+# and that its make check fails on the starters, naming TODOs.
+handout:
+	@if [ -z "$(DEST)" ]; then echo "usage: make handout DEST=DIR [UPTO=NN]"; exit 2; fi
+	@tools/handout.sh $(DEST) $(UPTO)
+
+check-handout:
+	@rm -rf build/handout
+	@tools/handout.sh build/handout >/dev/null
+	@tools/handout.sh --check build/handout
+	@if $(MAKE) --no-print-directory -C build/handout check-tests CH=01 >build/handout.log 2>&1; then \
+		echo "the handout's make check passed on the starters: see build/handout.log"; exit 1; fi; \
+	if ! grep -q "This test checks TODO" build/handout.log; then \
+		echo "the handout's make check failed without naming a TODO: see build/handout.log"; \
+		exit 1; fi; \
+	echo "handout: make check in it fails on the starters, naming their TODOs"
+
+# Grading (tools/grade.sh): SUB=a student's handout checkout; CH=NN for one
+# chapter; RESULTS=FILE for Gradescope's results.json; PRIVATE_TESTS=DIR.
+grade: deps
+	@if [ -z "$(SUB)" ]; then echo "usage: make grade SUB=DIR [CH=NN]"; exit 2; fi
+	@tools/grade.sh $(SUB) $(if $(CH),$(SELECTED))
 
 memcheck: deps
 	$(call each_chapter,memcheck,$(IMPL))
@@ -119,13 +157,13 @@ build/tools/go_echo: tools/peers/go_echo.go
 N ?= 1 100 1000 10000
 SECONDS ?= 3
 SIZE ?= 64
-REPORT ?= docs/benchmarks.md
+REPORT ?= $(if $(HANDOUT),build/benchmarks.md,docs/benchmarks.md)
 PEERS ?= callback gevent go
 compare: deps
-	@$(MAKE) --no-print-directory build IMPL=solutions
+	@$(MAKE) --no-print-directory build IMPL=$(IMPL)
 	@$(MAKE) --no-print-directory tools
 	@tools/compare.sh -c "$(SELECTED)" -n "$(N)" -d $(SECONDS) -s $(SIZE) -o $(REPORT) \
-		-p "$(PEERS)"
+		-p "$(PEERS)" -t $(IMPL)
 
 # Chapter 04's demonstrations: the pitfalls of a hand-written switch, shown
 # on purpose, and the cost of one switch, measured several ways.
@@ -145,10 +183,16 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make                  build every chapter's solution"
-	@echo "make check            test every solution, and check the starters are generated and tested"
+ifeq ($(HANDOUT),yes)
+	@echo "make                  build every chapter of your code (chapters/)"
+	@echo "make check            test every chapter of your code"
 	@echo "make check CH=01      the same for one chapter"
-	@echo "make check CH=01 IMPL=chapters   test your own code in chapters/01-*"
+else
+	@echo "make                  build every chapter's solution"
+	@echo "make check            test every solution, and check the starters and the handout"
+	@echo "make check CH=01      the same for one chapter"
+	@echo "make check CH=01 IMPL=chapters   test the code in chapters/01-* (a student's)"
+endif
 	@echo "make mistakes         check that every typical mistake in tests/mistakes fails its chapter's tests, fast"
 	@echo "make memcheck         the tests, with every test and server under Valgrind"
 	@echo "make sanitize         the tests, built with AddressSanitizer and UBSan"
@@ -160,6 +204,8 @@ help:
 	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads"
 	@echo "make check CH=04 ARCH=aarch64   chapter 04's AArch64 switch, cross-built, tests under qemu"
 	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
+	@echo "make handout DEST=DIR [UPTO=NN]   the students' repository: starters, tests, no answers"
+	@echo "make grade SUB=DIR [CH=NN]        grade a student's checkout: points per TODO, results.json"
 	@echo "make clean            remove build/"
 	@echo "make help             this list"
 	@echo "Inside a chapter folder, make, make check and make run do the same for that folder's code."

@@ -6,6 +6,8 @@
 #
 #   compare.sh [-c "01-blocking ..."] [-n "1 100 1000 10000"] [-d SECONDS]
 #              [-s SIZE] [-o REPORT.md] [-p "callback gevent go"]
+#              [-t solutions|chapters]   whose servers: the reference ones,
+#                                        or the students' (built already)
 set -euo pipefail
 
 chapters=""
@@ -14,7 +16,8 @@ seconds=3
 size=64
 report=docs/benchmarks.md
 peers="callback gevent go"
-while getopts "c:n:d:s:o:p:" flag; do
+tree=solutions
+while getopts "c:n:d:s:o:p:t:" flag; do
 	case $flag in
 	c) chapters=$OPTARG ;;
 	n) conns=$OPTARG ;;
@@ -22,7 +25,9 @@ while getopts "c:n:d:s:o:p:" flag; do
 	s) size=$OPTARG ;;
 	o) report=$OPTARG ;;
 	p) peers=$OPTARG ;;
-	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT] [-p PEERS]" >&2
+	t) tree=$OPTARG ;;
+	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT] [-p PEERS]" \
+		"[-t solutions|chapters]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -41,8 +46,8 @@ results=$work/results.tsv
 # "label|flags|cpus" a line, in its compare.variants file.
 impls=()
 for ch in $chapters; do
-	server=build/solutions/$ch/echo_server
-	variants=solutions/$ch/compare.variants
+	server=build/$tree/$ch/echo_server
+	variants=$tree/$ch/compare.variants
 	if [ ! -f "$variants" ]; then
 		impls+=("$ch|$server")
 		continue

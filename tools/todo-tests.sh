@@ -4,23 +4,26 @@
 # TODO comments in the code and the "Your turn" table of each lesson name
 # tests too; this checks that every test they name is tagged with that TODO.
 #
-#   todo-tests.sh list CHAPTER    a line per TODO and test: "TODO TEST"
-#   todo-tests.sh check CHAPTER   the TODO comments and the lesson agree
+#   todo-tests.sh list CHAPTER [DIR]  a line per TODO and test: "TODO TEST"
+#   todo-tests.sh check CHAPTER       the TODO comments and the lesson agree
 #
-# It reads the test binaries of build/solutions/CHAPTER (make builds them).
+# It reads the test binaries of build/solutions/CHAPTER (make builds them), or
+# those in DIR.
 set -eu
 
 usage() {
-	echo "usage: $0 list|check CHAPTER" >&2
+	echo "usage: $0 list CHAPTER [TEST_BINARIES_DIR] | check CHAPTER" >&2
 	exit 2
 }
-[ $# -eq 2 ] || usage
-command=$1 ch=$2
+[ $# -ge 2 ] && [ $# -le 3 ] || usage
+command=$1 ch=$2 bins=${3:-}
 [ -d "solutions/$ch" ] || { echo "$0: no chapter solutions/$ch" >&2; exit 2; }
 
-bins=build/solutions/$ch/tests
-make --no-print-directory -f mk/chapter.mk SRC="solutions/$ch" CHAPTER="$ch" \
-	OUT="build/solutions/$ch" build >/dev/null
+if [ -z "$bins" ]; then
+	bins=build/solutions/$ch/tests
+	make --no-print-directory -f mk/chapter.mk SRC="solutions/$ch" CHAPTER="$ch" \
+		OUT="build/solutions/$ch" build >/dev/null
+fi
 
 # "TEST<tab>TEST CASE<tab>TODOS" for every test the chapter runs.
 all_tests() {

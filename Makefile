@@ -12,7 +12,7 @@ PORT ?= 8000
 HANDOUT := $(if $(wildcard solutions/[0-9][0-9]-*),,yes)
 IMPL ?= $(if $(HANDOUT),chapters,solutions)
 # What only the course repository can do.
-AUTHOR_GOALS := check-starters check-handout starters mistakes handout grade
+AUTHOR_GOALS := check-starters check-handout check-grading starters mistakes handout grade gradescope
 ifneq ($(and $(HANDOUT),$(filter $(AUTHOR_GOALS),$(MAKECMDGOALS))),)
 $(error make $(filter $(AUTHOR_GOALS),$(MAKECMDGOALS)) needs the course repository, with its \
 	solutions/; this is a students' handout)
@@ -56,7 +56,8 @@ define each_chapter
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 endef
 
-.PHONY: all build check check-tests check-starters check-handout handout grade memcheck sanitize \
+.PHONY: all build check check-tests check-starters check-handout check-grading handout grade \
+	gradescope memcheck sanitize \
 	run progress starters mistakes compare tools pitfalls bench-switch deps deps-build clean help
 .DEFAULT_GOAL := build
 all: build
@@ -107,9 +108,21 @@ check-handout:
 
 # Grading (tools/grade.sh): SUB=a student's handout checkout; CH=NN for one
 # chapter; RESULTS=FILE for Gradescope's results.json; PRIVATE_TESTS=DIR.
+# check-grading proves it on a handout (tools/check-grading.sh); gradescope
+# packs the course and autograder/ into the zip Gradescope asks for.
 grade: deps
 	@if [ -z "$(SUB)" ]; then echo "usage: make grade SUB=DIR [CH=NN]"; exit 2; fi
 	@tools/grade.sh $(SUB) $(if $(CH),$(SELECTED))
+
+check-grading: deps
+	@tools/check-grading.sh
+
+gradescope:
+	@mkdir -p build
+	git archive --format=zip --add-file=autograder/setup.sh --add-file=autograder/run_autograder \
+		-o build/gradescope.zip HEAD
+	@echo "wrote build/gradescope.zip (the course as committed, with tests/private): upload it" \
+		"as the autograder of a Gradescope programming assignment"
 
 memcheck: deps
 	$(call each_chapter,memcheck,$(IMPL))
@@ -206,6 +219,8 @@ endif
 	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
 	@echo "make handout DEST=DIR [UPTO=NN]   the students' repository: starters, tests, no answers"
 	@echo "make grade SUB=DIR [CH=NN]        grade a student's checkout: points per TODO, results.json"
+	@echo "make check-grading    prove make grade and the autograders' files on a sample handout"
+	@echo "make gradescope       build/gradescope.zip: the course and autograder/, for Gradescope"
 	@echo "make clean            remove build/"
 	@echo "make help             this list"
 	@echo "Inside a chapter folder, make, make check and make run do the same for that folder's code."

@@ -22,7 +22,7 @@ submissions=$1
 shift
 [ -d "$submissions" ] || { echo "$0: no folder $submissions" >&2; exit 2; }
 
-tools/grade.sh --starter	# once, before the students run side by side
+tools/grade.sh --starter "$@"	# once, before the students run side by side
 out=build/grade
 mkdir -p "$out"
 ls "$submissions" | while read -r name; do

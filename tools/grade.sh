@@ -10,9 +10,9 @@
 # starter: a TODO earns nothing for tests that pass without any work.
 #
 #   grade.sh SUBMISSION [CHAPTER...]   default: every chapter the submission has
-#   grade.sh --starter                 only run the untouched starters (once
-#                                      per change of the course; the others
-#                                      do it when needed)
+#   grade.sh --starter [CHAPTER...]    only run the untouched starters (once
+#                                      per change of the course; grading
+#                                      does it when needed)
 #
 # Prints a table and "score: N/M"; writes Gradescope's results.json to RESULTS
 # (default build/grade/NAME/results.json). Exit status 0 once graded, whatever
@@ -69,21 +69,26 @@ message() {	# message OUT TEST
 	on && lines < 12 { print; lines++ }'
 }
 
-# The starters' outcomes, once per change of the course's tests or starters.
+# The starters' outcomes, once per change of the course's tests, starters or
+# private tests: each chapter's the first time it is graded.
 starter=$course/build/grade/.starter
 stamp=$starter/stamp
-if [ ! -f "$stamp" ] || [ -n "$(find tests chapters mk -newer "$stamp" -type f | head -n 1)" ]; then
+if [ ! -f "$stamp" ] ||
+	[ -n "$(find tests chapters mk "$private" -newer "$stamp" -type f 2>/dev/null | head -n 1)" ]; then
 	rm -rf "$starter"
 	mkdir -p "$starter"
 	pristine "$starter/copy"
-	for ch in $(ls chapters); do
-		echo "grade: running the untouched starter of $ch once, to know which tests pass without work"
-		run_chapter "$starter/copy" "$ch" "$starter/$ch"
-		outcomes "$starter/$ch" >"$starter/$ch.outcomes"
-	done
 	touch "$stamp"
 fi
+run_starter() {	# run_starter CHAPTER
+	[ -f "$starter/$1.outcomes" ] && return 0
+	echo "grade: running the untouched starter of $1 once, to know which tests pass without work" >&2
+	run_chapter "$starter/copy" "$1" "$starter/$1"
+	outcomes "$starter/$1" >"$starter/$1.outcomes"
+}
 if [ "$1" = --starter ]; then
+	shift
+	for ch in ${*:-$(ls chapters)}; do run_starter "$ch"; done
 	exit 0
 fi
 
@@ -91,7 +96,8 @@ sub=$(cd "$1" && pwd) || usage
 shift
 [ -d "$sub/chapters" ] || { echo "$0: $sub has no chapters/ folder: is it a handout checkout?" >&2; exit 2; }
 name=$(basename "$sub")
-work=${GRADE_DIR:-$course/build/grade}/$name
+mkdir -p "${GRADE_DIR:-build/grade}"
+work=$(cd "${GRADE_DIR:-build/grade}" && pwd)/$name
 results=${RESULTS:-$work/results.json}
 if [ $# -eq 0 ]; then
 	set -- $(cd "$sub/chapters" && ls -d [0-9][0-9]-* 2>/dev/null)
@@ -112,6 +118,7 @@ for ch in "$@"; do
 			cp "$sub/chapters/$ch/$f" "$work/copy/chapters/$ch/$f"
 		fi
 	done
+	run_starter "$ch"
 	run_chapter "$work/copy" "$ch" "$work/$ch"
 	outcomes "$work/$ch" >"$work/$ch.outcomes"
 	"$course/tools/todo-tests.sh" list "$ch" "$starter/$ch/build/tests" >"$work/$ch.tagged"

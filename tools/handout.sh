@@ -23,7 +23,7 @@ usage() {
 # course later is instructor-only until it is listed here.
 SHARED_FILES="README.md Makefile .gitignore mk common tests/lib tests/all-chapters tests/coroutines
 	tools/install-deps.sh tools/progress.sh tools/compare.sh tools/client.c tools/loadgen tools/peers
-	docs/protocol.md docs/setup.md docs/benchmarks.md docs/benchmarks.png .devcontainer .github"
+	docs/protocol.md docs/setup.md docs/benchmarks.md docs/benchmarks.png .devcontainer"
 
 chapters_upto() {	# the chapter folders of the course up to $1 (all if empty)
 	for ch in $(ls solutions); do
@@ -170,6 +170,9 @@ make_handout() {
 		rm -rf "${dest:?}/tests/$ch"
 		cp -R "tests/$ch" "$dest/tests/$ch"
 	done
+	# GitHub Classroom grades the chapters released so far.
+	mkdir -p "$dest/.github/workflows"
+	tools/classroom-workflow.sh $(ls "$dest/chapters") >"$dest/.github/workflows/classroom.yml"
 
 	git -C "$dest" add -A
 	if git -C "$dest" diff --cached --quiet; then

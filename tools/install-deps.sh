@@ -6,7 +6,8 @@
 #                            pkg-config, Check and Valgrind
 #   install-deps.sh build    what `make run` needs: a C compiler and make
 #   install-deps.sh extras   the optional extras as well: clang, netcat,
-#                            python3-gevent, gnuplot, golang
+#                            python3-gevent, python3-yaml (make
+#                            check-grading), gnuplot, golang
 #   install-deps.sh cross    what `make check ARCH=aarch64` needs on another
 #                            CPU: the AArch64 cross compiler and C library,
 #                            qemu-user, and Check for arm64 (Debian multiarch)
@@ -63,6 +64,7 @@ if [ "$what" = extras ]; then
 	need clang command -v clang
 	need netcat-openbsd command -v nc
 	need python3-gevent /usr/bin/python3 -c 'import gevent'
+	need python3-yaml /usr/bin/python3 -c 'import yaml'
 	need gnuplot-nox command -v gnuplot
 	need golang-go command -v go
 fi

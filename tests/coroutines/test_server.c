@@ -43,8 +43,8 @@ END_TEST
 START_TEST(stops_at_once_on_sigterm_with_an_idle_client_connected)
 {
 	th_about(th_promise()->echo_todos, "a coroutine waiting for a silent client must give up when "
-		 "the server is stopping (take_turns() returned false: return -1 with ECANCELED), "
-		 "or the server can never exit while a client is connected");
+		 "the server stops, or the server cannot exit while a client is connected (chapters "
+		 "03 and 04: when take_turns() returns false, read_some() returns -1 with ECANCELED)");
 	struct th_server *server = th_start(NULL);
 	int idle = th_connect(server);
 	/* One echo first: the client's coroutine exists now, and is back in

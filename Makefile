@@ -79,7 +79,9 @@ memcheck: deps
 sanitize: deps
 	$(call each_chapter,check,sanitize/$(IMPL),SAN=1)
 
+# The course's client comes with it: build/tools/client talks to the server.
 run: deps-build
+	@$(MAKE) --no-print-directory build/tools/client
 	@$(call chapter_make,run,$(RUN_CHAPTER),$(IMPL),$(IMPL),HOST=$(HOST) PORT=$(PORT))
 
 progress: deps
@@ -87,7 +89,7 @@ progress: deps
 
 # The measuring instruments: the load generator and the reference peers.
 TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror $(CFLAGS)
-TOOLS := build/tools/loadgen build/tools/epoll_echo
+TOOLS := build/tools/loadgen build/tools/epoll_echo build/tools/client
 ifneq ($(shell command -v go 2>/dev/null),)
 TOOLS += build/tools/go_echo
 endif
@@ -96,6 +98,10 @@ tools: $(TOOLS)
 build/tools/loadgen: tools/loadgen/loadgen.c tools/loadgen/histogram.c tools/loadgen/histogram.h
 	@mkdir -p $(@D)
 	$(CC) $(TOOLS_CFLAGS) $(filter %.c,$^) -o $@
+
+build/tools/client: tools/client.c
+	@mkdir -p $(@D)
+	$(CC) $(TOOLS_CFLAGS) $< -o $@
 
 build/tools/epoll_echo: tools/peers/epoll_echo.c $(wildcard common/*.c common/*.h)
 	@mkdir -p $(@D)

@@ -69,7 +69,11 @@ objects = $(patsubst %,$(OUT)/obj/%.o,$(basename $(1)))
 COMMON_OBJS := $(patsubst common/%.c,$(OUT)/common/%.o,$(wildcard common/*.c))
 PROGRAM_BINS := $(addprefix $(OUT)/,$(PROGRAMS))
 TEST_BINS := $(addprefix $(OUT)/tests/,$(TESTS))
+# The harness, linked into every test binary; the shims, preloaded into
+# servers (the short-I/O shim when a test asks, the crash reporter always).
+HARNESS_OBJS := $(patsubst %,$(OUT)/lib/%.o,harness servers clients trace promises crash_report)
 SHORT_IO := $(OUT)/lib/short_io.so
+CRASH_REPORT := $(OUT)/lib/crash_report.so
 
 # Rebuild everything when the compiler or the flags change (make CC=clang
 # after a gcc build): the objects depend on a file that records them.
@@ -80,7 +84,7 @@ $(shell mkdir -p $(OUT) && echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || \
 
 .PHONY: build check memcheck run
 .DEFAULT_GOAL := build
-build: $(PROGRAM_BINS) $(TEST_BINS) $(SHORT_IO)
+build: $(PROGRAM_BINS) $(TEST_BINS) $(SHORT_IO) $(CRASH_REPORT)
 
 $(OUT)/obj/%.o: $(SRC)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -131,6 +135,10 @@ $(SHORT_IO): tests/lib/short_io.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 $(DEBUG) $(WARNINGS) -fPIC -shared $< -o $@ -ldl
 
+$(CRASH_REPORT): tests/lib/crash_preload.c tests/lib/crash_report.c tests/lib/crash_report.h $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(DEBUG) $(WARNINGS) -fPIC -shared $(filter %.c,$^) -o $@
+
 define program_rule
 $(OUT)/$(1): $(call objects,$($(1)_SRCS)) $(COMMON_OBJS)
 	$$(LINK) $$^ -o $$@ $($(1)_LIBS)
@@ -138,16 +146,18 @@ endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 define test_rule
-$(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(OUT)/lib/harness.o $(OUT)/lib/promises.o \
+$(OUT)/tests/$(1): $(OUT)/tests/$(1).o $(HARNESS_OBJS) \
 		$(call objects,$($(1)_LINK)) $(patsubst %,$(OUT)/tests/%.o,$($(1)_HELPERS)) $(COMMON_OBJS)
-	$$(LINK) $$^ -o $$@ $(CHECK_LIBS) $($(1)_LIBS)
+	$$(LINK) $$^ -o $$@ $(CHECK_LIBS) -pthread $($(1)_LIBS)
 endef
 $(foreach t,$(TESTS),$(eval $(call test_rule,$(t))))
 
 -include $(shell find $(OUT) -name '*.d' 2>/dev/null)
 
 # What a test binary needs to know; see tests/lib/harness.h.
+HANG_FILE := $(OUT)/hung
 TEST_ENV = TH_SERVER=$(abspath $(OUT)/echo_server) TH_SHORT_IO=$(abspath $(SHORT_IO)) \
+	TH_CRASH_REPORT=$(abspath $(CRASH_REPORT)) TH_HANG_FILE=$(abspath $(HANG_FILE)) \
 	TH_LESSON=chapters/$(CHAPTER)/README.md TH_CHAPTER=$(CHAPTER)
 # Sanitizer reports go to the server's stderr, which a failing test shows.
 # handle_segv=0: a SIGSEGV stays a signal (chapter 04 tests that a stack
@@ -158,8 +168,9 @@ TEST_ENV += ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:handle_segv=0 \
 endif
 
 # Run every test binary; report the chapter as failed if any one failed.
+# A hang in one test shortens the waits of the rest (tests/lib/harness.c).
 define run_tests
-	@failed=0; for t in $(TEST_BINS); do \
+	@rm -f $(HANG_FILE); failed=0; for t in $(TEST_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
 		$(TEST_ENV) $(2) $(TEST_RUNNER) $$t || failed=1; \
 	done; exit $$failed

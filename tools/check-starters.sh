@@ -4,7 +4,9 @@
 #      (the lesson, README.md, is the one file written by hand there);
 #   2. the starter builds with no warnings (warnings are errors);
 #   3. every TODO is tested: with just that exercise cut out of the solution,
-#      at least one of the tests tagged with its name fails.
+#      at least one of the tests tagged with its name fails;
+#   4. the tests that the TODO comments and the lesson's table name for a
+#      TODO are tagged with it (tools/todo-tests.sh).
 #
 #   check-starters.sh CHAPTER...        check, e.g. 01-blocking
 #   check-starters.sh --write CHAPTER   regenerate chapters/CHAPTER
@@ -79,6 +81,11 @@ check() {
 		fi
 		echo "$ch: TODO $todo is tested: without it, $failed of its $total tests fail"
 	done
+	if ! tools/todo-tests.sh check "$ch"; then
+		echo "$ch: a TODO comment or the lesson names a test not tagged with that TODO" \
+			"(tag the test case with it in th_tcase(), or name another test)"
+		ok=false
+	fi
 	$ok
 }
 

@@ -78,6 +78,12 @@ for ch in "$@"; do
 			caught=yes
 		fi
 		seconds=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+		if ! grep -qE '^[0-9]+%: Checks: ' "$dir/log"; then
+			printf '%-46s %-14s %s\n' "$ch/$name" "$todo" \
+				"BROKEN: it does not build (see $dir/log): a mistake must compile cleanly"
+			failed=$((failed + 1))
+			continue
+		fi
 		named=no
 		grep -qE "TODO ([a-z0-9_]+ )*$todo( |\b)" "$dir/log" && named=yes
 		shown=no

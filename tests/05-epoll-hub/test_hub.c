@@ -481,6 +481,7 @@ static Suite *hub_suite(void)
 {
 	Suite *s = suite_create("05-epoll-hub");
 	TCase *tc = th_tcase(s, "timers", "sift_up poll");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, sleepers_wake_in_deadline_order);
 	th_test(tc, ten_thousand_coroutines_sleep_and_wake);
 
@@ -492,11 +493,13 @@ static Suite *hub_suite(void)
 	th_test(tc, a_parked_reader_wakes_once_per_readiness);
 
 	tc = th_tcase(s, "scheduler", "poll");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, join_waits_for_the_end_and_then_returns_at_once);
 	th_test(tc, all_asleep_is_reported_not_a_hang);
 	th_test(tc, idle_hub_sleeps_in_the_kernel);
 
 	tc = th_tcase(s, "server", "green_read wait_fd poll");
+	th_tcase_deadline(tc, 15);
 	th_test(tc, ten_thousand_clients_are_served_at_once);
 
 	tc = th_tcase(s, "inspection", "");

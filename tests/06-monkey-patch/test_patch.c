@@ -300,6 +300,7 @@ static Suite *patch_suite(void)
 {
 	Suite *s = suite_create("06-monkey-patch");
 	TCase *tc = th_tcase(s, "chapter 02 preloaded", "patch_read spawn_thread start_main");
+	th_tcase_deadline(tc, 15);
 	th_test(tc, serves_ten_thousand_clients_on_one_thread);
 	th_test(tc, preloaded_server_survives_short_reads_and_writes);
 
@@ -317,12 +318,14 @@ static Suite *patch_suite(void)
 	th_test(tc, join_returns_the_thread_value);
 
 	tc = th_tcase(s, "mutex", "mutex_lock");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, mutex_keeps_a_counter_exact_across_parks);
 
 	tc = th_tcase(s, "cond", "cond_wait");
 	th_test(tc, cond_wakes_a_waiter_and_times_out);
 
 	tc = th_tcase(s, "cannot be patched", "start_main spawn_thread");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
 	th_test(tc, raw_syscall_read_blocks_every_green_thread);
 	th_test(tc, spinning_thread_starves_the_others);

@@ -238,6 +238,7 @@ static Suite *shutdown_suite(void)
 {
 	Suite *s = suite_create("07-timeouts-sync server");
 	TCase *tc = th_tcase(s, "idle_timeout", "");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, idle_timeout_closes_the_idle_client_and_nobody_else);
 	th_test(tc, a_slowloris_is_closed_without_stalling_others);
 	th_test(tc, bad_flag_values_are_usage_errors);
@@ -246,6 +247,7 @@ static Suite *shutdown_suite(void)
 	th_test(tc, connection_cap_makes_the_next_client_wait_its_turn);
 
 	tc = th_tcase(s, "shutdown", "drain");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, shutdown_drains_in_flight_echoes_without_losing_a_byte);
 	th_test(tc, shutdown_stops_accepting_at_once);
 	th_test(tc, shutdown_closes_the_rest_at_the_end_of_the_grace_period);

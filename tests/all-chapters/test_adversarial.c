@@ -323,6 +323,7 @@ static Suite *adversarial_suite(void)
 {
 	Suite *s = suite_create("adversarial");
 	TCase *tc = th_tcase(s, "hostile_clients", "");
+	th_tcase_deadline(tc, 10);
 	th_test(tc, reset_in_the_middle_of_a_write_harms_nobody);
 	th_test(tc, half_close_gets_every_byte_then_eof);
 	th_test(tc, client_that_never_reads_gets_back_pressure);

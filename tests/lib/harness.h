@@ -1,13 +1,19 @@
 /* The course's test harness: start a chapter's server binary, talk to it with
  * clients that never wait forever, and fail with messages that teach (what
- * was sent, what was expected, what came back, and which TODO to look at).
+ * was sent, what was expected, what came back, what happened to the server,
+ * and which TODO to look at). Every test has a deadline: one that hangs is
+ * stopped and described (where it was, what its coroutines wait on); a crash,
+ * of the test or of a server, is shown with its signal and a backtrace.
  *
  * The Makefile tells a test binary what to run through the environment:
- *   TH_SERVER      the echo server binary under test
- *   TH_SHORT_IO    the short-I/O shim (see short_io.c)
- *   TH_WRAPPER     a command to run the server under, e.g. Valgrind
- *   TH_TIME_SCALE  stretch every deadline by this factor (slow tools)
- *   TH_LESSON      the lesson to point a failing student at */
+ *   TH_SERVER       the echo server binary under test
+ *   TH_SHORT_IO     the short-I/O shim (see short_io.c)
+ *   TH_CRASH_REPORT the crash reporter preloaded into servers (crash_preload.c)
+ *   TH_WRAPPER      a command to run the server under, e.g. Valgrind
+ *   TH_TIME_SCALE   stretch every deadline by this factor (slow tools)
+ *   TH_LESSON       the lesson to point a failing student at
+ *   TH_CHAPTER      the chapter under test (see promises.h)
+ *   TH_HANG_FILE    a file that says an earlier test of this run hung */
 #ifndef HARNESS_H
 #define HARNESS_H
 
@@ -20,8 +26,13 @@
 
 /* A test case named after the TODOs its tests check, tagged with them: the
  * starter check runs just these tests after cutting one TODO out, and some
- * must fail. todos is a space-separated list, or "" or NULL for none. */
+ * must fail. todos is a space-separated list, or "" or NULL for none. Each of
+ * its tests must end within 4 s (stretched by TH_TIME_SCALE), or it is
+ * reported as hung. */
 TCase *th_tcase(Suite *suite, const char *name, const char *todos);
+
+/* Give the tests of a test case more time than 4 s each. */
+void th_tcase_deadline(TCase *tc, int seconds);
 
 /* Add a test to a test case (Check's tcase_add_test), or one that passes only
  * if it ends by the signal. The harness keeps the list, for th_run(). */
@@ -35,11 +46,18 @@ void th_test_raise_signal(TCase *tc, const TTest *test, int signal);
  * its test case is tagged with (tools/todo-tests.sh reads these). */
 int th_run(Suite *suite);
 
-/* Say, at the start of a test, which TODOs it checks and the most likely
- * cause when it fails; every failure message repeats both. */
-void th_about(const char *todos, const char *likely_cause);
+/* Say, first thing in a test, which TODOs it checks and the most likely
+ * cause when its own checks fail. Every failure names the TODOs; the likely
+ * cause follows what happened: a crash, a server that exited or hung, or,
+ * when the server answered wrongly, this one. Failures are reported at this
+ * line of the test. */
+#define th_about(todos, likely_cause) \
+	th_about_test(__FILE__, __LINE__, __func__, (todos), (likely_cause))
+void th_about_test(const char *file, int line, const char *function, const char *todos,
+		   const char *likely_cause);
 
-/* Fail the test with a formatted message plus the TODO and likely cause. */
+/* Fail the test with a formatted message plus what happened to the servers,
+ * the TODOs and the likely cause. */
 _Noreturn void th_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A deadline of ms milliseconds, stretched by TH_TIME_SCALE. */
@@ -56,6 +74,7 @@ struct th_server {
 	char port[8];
 	int stdout_fd;           /* the rest of the server's stdout */
 	char stderr_path[128];   /* its stderr, kept in a file for messages */
+	bool reports_crashes;    /* the crash reporter is loaded into it */
 };
 
 struct th_launch {
@@ -92,8 +111,9 @@ int th_run_program(const struct th_launch *launch, int timeout_ms, char *out, si
 const char *th_build_path(const char *name);
 
 /* Stop it with SIGTERM; fail unless it exits with status 0 (a crash, a
- * Valgrind or sanitizer error, a hang are all failures). Its stderr stays
- * readable until the test ends. */
+ * Valgrind or sanitizer error, a hang are all failures; one that has not
+ * exited after 3 s is described, then killed). Its stderr stays readable
+ * until the test ends. */
 void th_stop(struct th_server *server);
 
 /* CPU time the server has used so far (user + system), and its resident
@@ -139,6 +159,7 @@ struct th_reply {
 	bool eof;                /* the server closed its side */
 	bool reset;              /* ...with an RST (ECONNRESET) */
 	bool timed_out;
+	int waited_ms;           /* ...after this long */
 };
 
 void th_exchange(int fd, const struct th_exchange *ex, struct th_reply *reply);

@@ -3,6 +3,7 @@
 
 #include "promises.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,17 +18,18 @@ static const struct th_promise promises[] = {
 	{ "04-asm-switch", .spins_when_idle = true, .echo_todos = "switch first_frame",
 	  .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
-	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll" },
+	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll", .dump_signal = SIGUSR1 },
 	/* Chapter 02's server, unchanged, linked with the patch: concurrent on
 	 * green threads, asleep in epoll_wait when idle. Its own code handles
 	 * short I/O and EINTR; the patch must only pass them through. */
 	{ "06-monkey-patch", .echo_todos = "patch_read spawn_thread", .retry_todos = "patch_read" },
 	/* Chapter 07's TODOs are the primitives and the shutdown: the echo
 	 * works without any of them, so the shared suites check none. */
-	{ "07-timeouts-sync", .drains_on_stop = true, .echo_todos = "", .retry_todos = "" },
+	{ "07-timeouts-sync", .drains_on_stop = true, .echo_todos = "", .retry_todos = "",
+	  .dump_signal = SIGUSR1 },
 	/* Chapter 08 without its hubs started serves nobody; the rest of its
 	 * TODOs matter only with more than one hub or to signals. */
-	{ "08-multicore", .drains_on_stop = true, .echo_todos = "start_hubs" },
+	{ "08-multicore", .drains_on_stop = true, .echo_todos = "start_hubs", .dump_signal = SIGUSR1 },
 };
 
 const struct th_promise *th_promise(void)

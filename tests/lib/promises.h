@@ -15,6 +15,7 @@ struct th_promise {
 	const char *echo_todos;  /* TODOs whose absence breaks the echo itself */
 	const char *retry_todos; /* TODOs whose absence breaks short or interrupted I/O */
 	const char *coroutine_todos; /* TODOs tests/coroutines checks */
+	int dump_signal;         /* makes the server print its coroutines, or 0 */
 };
 
 /* The promise of the chapter under test (TH_CHAPTER). */

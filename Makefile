@@ -179,9 +179,11 @@ compare: deps
 		-p "$(PEERS)" -t $(IMPL)
 
 # Chapter 04's demonstrations: the pitfalls of a hand-written switch, shown
-# on purpose, and the cost of one switch, measured several ways.
+# on purpose, and the cost of one switch, measured several ways. Both are
+# built from the chosen tree's chapter 04: IMPL=chapters runs them on your
+# own switch and first frame.
 pitfalls bench-switch: deps-build
-	@$(call chapter_make,$@,04-asm-switch,solutions,solutions)
+	@$(call chapter_make,$@,04-asm-switch,$(IMPL),$(IMPL))
 
 starters:
 	@for ch in $(SELECTED); do tools/check-starters.sh --write $$ch || exit 1; done
@@ -213,8 +215,8 @@ endif
 	@echo "make progress         which chapters of your code pass their tests"
 	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=, PEERS=)"
 	@echo "make tools            build the load generator (build/tools/loadgen) and the peer servers"
-	@echo "make pitfalls         chapter 04's pitfalls of a hand-written switch, each shown on purpose"
-	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads"
+	@echo "make pitfalls         chapter 04's pitfalls of a hand-written switch, each shown on purpose (IMPL=chapters: on yours)"
+	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads (IMPL=chapters: yours)"
 	@echo "make check CH=04 ARCH=aarch64   chapter 04's AArch64 switch, cross-built, tests under qemu"
 	@echo "make starters         regenerate chapters/ from solutions/ (for course authors)"
 	@echo "make handout DEST=DIR [UPTO=NN]   the students' repository: starters, tests, no answers"

@@ -150,10 +150,12 @@ static _Noreturn void co_entry(void)
 	 * We arrived on a new stack: call stack_tools_arrived() for
 	 * sched.current->tools, passing &sched.stack_low and &sched.stack_size
 	 * so ASan tells us where the scheduler's stack is. Call fn(arg). When it
-	 * returns, mark the coroutine finished, call stack_tools_leave() for good
-	 * (this stack will not run again: the scheduler frees it) and
-	 * _longjmp() to sched.context. Never return from this function: there is
-	 * no caller on this stack to return to.
+	 * returns, mark the coroutine finished, call stack_tools_leave() for
+	 * co->tools, for good (true: this stack will not run again, the
+	 * scheduler frees it), with the bounds of the stack we go to, the
+	 * scheduler's: sched.stack_low and sched.stack_size. Then _longjmp() to
+	 * sched.context. Never return from this function: there is no caller on
+	 * this stack to return to.
 	 * Hint: read sched.current again after fn returns; do not keep fields of
 	 * it in locals across the call.
 	 * Tests: runs_coroutines_in_turn_order, ten_thousand_coroutines_come_and_go.

@@ -31,9 +31,14 @@ co_switch:
 	 * store sp in *from (x0), through x9: str cannot store sp itself. Load
 	 * sp from *to (x1), then undo the same steps in reverse order: msr fpcr,
 	 * ldp d14, d15 ... x19, x20, release the frame (add sp), ret.
+	 * make bench-switch also builds this file with -DCO_SWITCH_ENDS_IN_BR,
+	 * to time `br x30`, the same jump without the return prediction: write
+	 * that ending under #ifdef CO_SWITCH_ENDS_IN_BR, and ret under its #else.
 	 * Hint: the layout must match first_frame() in co.c exactly.
 	 * Tests: callee_saved_registers_survive_a_switch,
-	 *        rounding_mode_stays_with_its_coroutine, and every server test.
+	 *        rounding_mode_stays_with_its_coroutine,
+	 *        arithmetic_rounds_in_each_coroutines_own_mode, and every other
+	 *        test of test_switch, test_co and the server.
 	 */
 	udf #0
 	.size	co_switch, .-co_switch

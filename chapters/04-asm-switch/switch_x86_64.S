@@ -23,9 +23,14 @@ co_switch:
 	 * the same steps in reverse order: ldmxcsr, fldcw, release the 8 bytes,
 	 * pop r15 ... rbp. Finally continue at the address on top of the new
 	 * stack: pop it into a scratch register (rcx is free) and jmp to it.
+	 * make bench-switch also builds this file with -DCO_SWITCH_ENDS_IN_RET,
+	 * to time the plain `ret` that does the same: write that ending under
+	 * #ifdef CO_SWITCH_ENDS_IN_RET, and pop + jmp under its #else.
 	 * Hint: the layout must match first_frame() in co.c exactly.
 	 * Tests: callee_saved_registers_survive_a_switch,
-	 *        rounding_mode_stays_with_its_coroutine, and every server test.
+	 *        rounding_mode_stays_with_its_coroutine,
+	 *        arithmetic_rounds_in_each_coroutines_own_mode, and every other
+	 *        test of test_switch, test_co and the server.
 	 */
 	ud2
 	.size	co_switch, .-co_switch

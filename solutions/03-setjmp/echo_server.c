@@ -116,7 +116,9 @@ static ssize_t read_some(int fd, char *buf, size_t size)
 	 * Anything else read() returns (bytes, 0 for end of file, -1 with
 	 * another errno) is returned as it is.
 	 * Hint: errno is only meaningful when read() returned -1.
-	 * Tests: idle_client_does_not_stall_others, serves_two_hundred_clients_at_once.
+	 * Tests: idle_client_does_not_stall_others, serves_two_hundred_clients_at_once,
+	 * stops_at_once_on_sigterm_with_an_idle_client_connected,
+	 * echoes_every_byte_value_through_eintr.
 	 */
 	for (;;) {
 		ssize_t got = read(fd, buf, size);

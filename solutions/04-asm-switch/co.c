@@ -115,7 +115,8 @@ static void *first_frame(char *top)
 	 * Hint: top is 16-byte aligned, so after co_switch's final pop the stack
 	 * pointer is top - 8, which is what the ABI requires at a function's
 	 * first instruction (as if a call had just pushed its return address).
-	 * Tests: stack_is_16_byte_aligned_at_entry, runs_coroutines_in_turn_order.
+	 * Tests: stack_is_16_byte_aligned_at_entry, runs_coroutines_in_turn_order,
+	 * a_new_coroutine_starts_in_its_spawners_rounding_mode.
 	 */
 	uint64_t *slot = (uint64_t *)(void *)top;
 #if defined(__x86_64__)

@@ -31,9 +31,14 @@ co_switch:
 	 * store sp in *from (x0), through x9: str cannot store sp itself. Load
 	 * sp from *to (x1), then undo the same steps in reverse order: msr fpcr,
 	 * ldp d14, d15 ... x19, x20, release the frame (add sp), ret.
+	 * make bench-switch also builds this file with -DCO_SWITCH_ENDS_IN_BR,
+	 * to time `br x30`, the same jump without the return prediction: write
+	 * that ending under #ifdef CO_SWITCH_ENDS_IN_BR, and ret under its #else.
 	 * Hint: the layout must match first_frame() in co.c exactly.
 	 * Tests: callee_saved_registers_survive_a_switch,
-	 *        rounding_mode_stays_with_its_coroutine, and every server test.
+	 *        rounding_mode_stays_with_its_coroutine,
+	 *        arithmetic_rounds_in_each_coroutines_own_mode, and every other
+	 *        test of test_switch, test_co and the server.
 	 */
 	sub	sp, sp, #176		/* the frame for this stack's registers */
 	stp	x19, x20, [sp, #0]	/* callee-saved general registers */
@@ -66,7 +71,15 @@ co_switch:
 	ldp	x21, x22, [sp, #16]
 	ldp	x19, x20, [sp, #0]
 	add	sp, sp, #176
-	ret				/* to x30: where that stack called co_switch */
+	/* Continue at x30: where that stack called co_switch (or co_start).
+	 * ret is predicted from the addresses recent calls made, which a
+	 * switch to another stack defeats; br x30 is predicted from its own
+	 * history (make bench-switch shows both). */
+#ifdef CO_SWITCH_ENDS_IN_BR
+	br	x30
+#else
+	ret
+#endif
 	/* STUB: udf #0 */
 	/* END switch */
 	.size	co_switch, .-co_switch

@@ -3,10 +3,10 @@
  *
  * uint64_t regs_survive(void (*yield)(void), uint64_t seed);
  *
- * Fills x19-x28 and d8-d15 with patterns made from seed (seed + 1 .. seed +
- * 18), calls yield(), and
- * returns a bit mask of the registers that no longer hold their pattern:
- * bits 0-9 x19-x28, bits 10-17 d8-d15. 0 means all survived. */
+ * Fills x19-x29 and d8-d15 with patterns made from seed (seed + 1 .. seed +
+ * 19), calls yield(), and returns a bit mask of the registers that no longer
+ * hold their pattern: bits 0-10 x19-x29, bits 11-18 d8-d15. 0 means all
+ * survived. x29, the frame pointer, is callee-saved like the others. */
 
 	.text
 	.globl	regs_survive
@@ -44,14 +44,15 @@ regs_survive:
 	fill	x26, 8
 	fill	x27, 9
 	fill	x28, 10
-	filld	d8, 11
-	filld	d9, 12
-	filld	d10, 13
-	filld	d11, 14
-	filld	d12, 15
-	filld	d13, 16
-	filld	d14, 17
-	filld	d15, 18
+	fill	x29, 11
+	filld	d8, 12
+	filld	d9, 13
+	filld	d10, 14
+	filld	d11, 15
+	filld	d12, 16
+	filld	d13, 17
+	filld	d14, 18
+	filld	d15, 19
 
 	blr	x0			/* switch away and, some day, back */
 
@@ -82,14 +83,15 @@ regs_survive:
 	expect	x26, 8, 7
 	expect	x27, 9, 8
 	expect	x28, 10, 9
-	expectd	d8, 11, 10
-	expectd	d9, 12, 11
-	expectd	d10, 13, 12
-	expectd	d11, 14, 13
-	expectd	d12, 15, 14
-	expectd	d13, 16, 15
-	expectd	d14, 17, 16
-	expectd	d15, 18, 17
+	expect	x29, 11, 10
+	expectd	d8, 12, 11
+	expectd	d9, 13, 12
+	expectd	d10, 14, 13
+	expectd	d11, 15, 14
+	expectd	d12, 16, 15
+	expectd	d13, 17, 16
+	expectd	d14, 18, 17
+	expectd	d15, 19, 18
 
 	add	sp, sp, #16
 	ldp	d14, d15, [sp, #144]

@@ -1,8 +1,9 @@
 /* The server tests for every chapter whose server runs on coroutines: one
- * thread serves many clients at once, and an idle client stalls nobody. And
- * the idle server: chapters 03 and 04 burn a whole CPU (the problem chapter 05
- * solves), later ones sleep. The echo itself and hostile clients are tested
- * for every chapter in tests/all-chapters. */
+ * thread serves many clients at once, and an idle client neither stalls
+ * anybody nor keeps the server from stopping. And the idle server: chapters
+ * 03 and 04 burn a whole CPU (the problem chapter 05 solves), later ones
+ * sleep. The echo itself and hostile clients are tested for every chapter
+ * in tests/all-chapters. */
 #define _GNU_SOURCE
 
 #include <stdlib.h>
@@ -35,6 +36,21 @@ START_TEST(idle_client_does_not_stall_others)
 	th_expect_echo(other, "not stalled", strlen("not stalled"));
 	th_close(other);
 	th_expect_echo(idle, "me neither", strlen("me neither"));
+	th_close(idle);
+}
+END_TEST
+
+START_TEST(stops_at_once_on_sigterm_with_an_idle_client_connected)
+{
+	th_about(th_promise()->echo_todos, "a coroutine waiting for a silent client must give up when "
+		 "the server stops, or the server cannot exit while a client is connected (chapters "
+		 "03 and 04: when take_turns() returns false, read_some() returns -1 with ECANCELED)");
+	struct th_server *server = th_start(NULL);
+	int idle = th_connect(server);
+	/* One echo first: the client's coroutine exists now, and is back in
+	 * its read, waiting for bytes that will not come. */
+	th_expect_echo(idle, "one line, then silence", strlen("one line, then silence"));
+	th_stop(server);
 	th_close(idle);
 }
 END_TEST
@@ -79,6 +95,12 @@ static Suite *server_suite(void)
 	TCase *tc = th_tcase(s, "concurrency", th_promise()->echo_todos);
 	th_test(tc, serves_two_hundred_clients_at_once);
 	th_test(tc, idle_client_does_not_stall_others);
+	/* From chapter 07 on, SIGTERM gives the clients a grace period: their
+	 * own tests check it. */
+	if (!th_promise()->drains_on_stop) {
+		tc = th_tcase(s, "stopping", th_promise()->echo_todos);
+		th_test(tc, stops_at_once_on_sigterm_with_an_idle_client_connected);
+	}
 	tc = th_tcase(s, "idle", "");
 	th_test(tc, th_promise()->spins_when_idle ? idle_server_burns_a_cpu
 							  : idle_server_sleeps);

@@ -13,8 +13,8 @@ static const struct th_promise promises[] = {
 	 * each one and serves the next client afterwards. */
 	{ "01-blocking", .serial = true, .echo_todos = "echo_loop", .retry_todos = "write_all" },
 	/* Coroutines that retry on EAGAIN: correct, but they never sleep. */
-	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "read_some",
-	  .coroutine_todos = "run entry yield" },
+	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "run entry yield read_some",
+	  .retry_todos = "read_some", .coroutine_todos = "run entry yield" },
 	{ "04-asm-switch", .spins_when_idle = true, .echo_todos = "switch first_frame",
 	  .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
@@ -25,10 +25,11 @@ static const struct th_promise promises[] = {
 	{ "06-monkey-patch", .echo_todos = "patch_read spawn_thread", .retry_todos = "patch_read" },
 	/* Chapter 07's TODOs are the primitives and the shutdown: the echo
 	 * works without any of them, so the shared suites check none. */
-	{ "07-timeouts-sync", .echo_todos = "", .retry_todos = "", .dump_signal = SIGUSR1 },
+	{ "07-timeouts-sync", .drains_on_stop = true, .echo_todos = "", .retry_todos = "",
+	  .dump_signal = SIGUSR1 },
 	/* Chapter 08 without its hubs started serves nobody; the rest of its
 	 * TODOs matter only with more than one hub or to signals. */
-	{ "08-multicore", .echo_todos = "start_hubs", .dump_signal = SIGUSR1 },
+	{ "08-multicore", .drains_on_stop = true, .echo_todos = "start_hubs", .dump_signal = SIGUSR1 },
 };
 
 const struct th_promise *th_promise(void)

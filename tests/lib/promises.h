@@ -11,6 +11,7 @@ struct th_promise {
 	const char *chapter;
 	bool serial;             /* serves one client at a time */
 	bool spins_when_idle;    /* busy-waits instead of sleeping in the kernel */
+	bool drains_on_stop;     /* SIGTERM gives connected clients a grace period */
 	const char *echo_todos;  /* TODOs whose absence breaks the echo itself */
 	const char *retry_todos; /* TODOs whose absence breaks short or interrupted I/O */
 	const char *coroutine_todos; /* TODOs tests/coroutines checks */

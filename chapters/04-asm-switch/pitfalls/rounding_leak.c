@@ -9,9 +9,9 @@
  * build.mk links this file twice with the chapter's co.c:
  *
  *   rounding_kept   with the chapter's switch: the second coroutine is right
- *   rounding_leak   with pitfalls/switch_no_fp_control_*.S, a copy of the
- *                   switch that leaves the control state alone: it is wrong,
- *                   and nothing crashes or warns */
+ *   rounding_leak   with the chapter's switch assembled with every access
+ *                   to the control state made a no-op (see build.mk): it is
+ *                   wrong, and nothing crashes or warns */
 #include <fenv.h>
 #include <math.h>
 #include <stdio.h>

@@ -69,8 +69,9 @@ expect 1 SIGABRT "longjmp causes uninitialized stack frame"
 
 title 2 "a first frame 8 bytes off (x86-64 only)" \
 	"a coroutine call printf(\"%f\"), twice: with the first
-   frame co.c builds, it prints; with the slot for its return address left
-   out, it starts with rsp 16-byte aligned and dies (SIGSEGV) on a movaps."
+   frame co.c builds, it prints; with the same frame 8 bytes lower, as when
+   the slot for its return address is left out, it starts with rsp 16-byte
+   aligned and dies (SIGSEGV) on a movaps."
 run "$bin/misaligned_frame" aligned
 if [ "$ended" = "exit 77" ]; then
 	skip 2 "this pitfall is shown on x86-64 only"
@@ -82,9 +83,10 @@ fi
 
 title 3 "a switch that does not save the FP control state" \
 	"one coroutine set FE_UPWARD and yield, and the next
-   compute. With the chapter's switch: \"expected 2, got 2\". With a copy that
-   skips MXCSR and the x87 control word (FPCR on AArch64): \"expected 2, got 3\",
-   and nothing crashes or warns."
+   compute. With the chapter's switch: \"expected 2, got 2\". With the same
+   switch assembled without its saving and loading of MXCSR and the x87
+   control word (FPCR on AArch64): \"expected 2, got 3\", and nothing crashes
+   or warns."
 run "$bin/rounding_kept"
 expect 3 "exit 0" "rint(2.5): expected 2, got 2"
 run "$bin/rounding_leak"

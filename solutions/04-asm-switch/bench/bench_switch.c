@@ -26,17 +26,16 @@
 #include <time.h>
 #include <ucontext.h>
 
+/* The chapter's coroutines, for the way they start: first_frame() and
+ * co_trampoline() are static there. */
+#include "../co.c"
+
 enum { STACK_SIZE = 64 * 1024, RUNS = 15 };
 static const double RUN_SECONDS = 0.02;	/* each run lasts about this long */
 
-/* switch_$(ARCH).S: the chapter's switch; bench/switch_variant_$(ARCH).S:
- * the same with the other ending. */
-void co_switch(void **from, void *const *to);
+/* The chapter's switch (switch_$(ARCH).S, which co.c declares) assembled
+ * once more with its other ending, under this name (see build.mk). */
 void co_switch_variant(void **from, void *const *to);
-uint64_t co_fp_control_now(void);
-#if defined(__aarch64__)
-void co_start(void);
-#endif
 
 static _Noreturn void die(const char *what)
 {
@@ -108,41 +107,30 @@ static __attribute__((noinline)) void loop_setjmp(long round_trips)
 
 /* ---- chapter 04: co_switch, and the variant with the other ending ---- */
 
-/* The frame co_switch() unpacks, as first_frame() in co.c builds it (see
- * there and in switch_$(ARCH).S); entry never returns. */
-static void *first_frame(char *top, void (*entry)(void))
+/* The other side: a coroutine from co_spawn(), on the chapter's stack with
+ * the chapter's first frame, taken off the run queue because the benchmark
+ * switches to it by hand. Returns its stack pointer. Its first switch starts
+ * co_trampoline(), which runs the function of sched.current: this one. */
+static void *other_side(co_fn *fn)
 {
-	uint64_t *slot = (uint64_t *)(void *)top;
-#if defined(__x86_64__)
-	*--slot = (uint64_t)(uintptr_t)abort;	/* entry's return address */
-	*--slot = (uint64_t)(uintptr_t)entry;
-	for (int i = 0; i < 6; i++)		/* rbp, rbx, r12-r15 */
-		*--slot = 0;
-	*--slot = co_fp_control_now();
-#elif defined(__aarch64__)
-	slot -= 22;				/* x19..x30, d8..d15, fpcr, pad */
-	memset(slot, 0, 22 * sizeof *slot);
-	slot[0] = (uint64_t)(uintptr_t)abort;	/* x19: entry's return address */
-	slot[1] = (uint64_t)(uintptr_t)entry;	/* x20: entry */
-	slot[11] = (uint64_t)(uintptr_t)co_start;
-	slot[20] = co_fp_control_now();
-#else
-#error "first_frame() needs the frame layout of this CPU's co_switch"
-#endif
-	return slot;
+	if (!co_spawn(fn, NULL))
+		die("co_spawn");
+	sched.current = dequeue();
+	return sched.current->sp;
 }
 
 static void *asm_main, *asm_other;
 
-static _Noreturn void other_asm(void)
+static void other_asm(void *arg)
 {
+	(void)arg;
 	for (;;)
 		co_switch(&asm_other, &asm_main);
 }
 
 static void setup_asm(void)
 {
-	asm_other = first_frame(new_stack() + STACK_SIZE, other_asm);
+	asm_other = other_side(other_asm);
 }
 
 static __attribute__((noinline)) void loop_asm(long round_trips)
@@ -153,15 +141,16 @@ static __attribute__((noinline)) void loop_asm(long round_trips)
 
 static void *variant_main, *variant_other;
 
-static _Noreturn void other_variant(void)
+static void other_variant(void *arg)
 {
+	(void)arg;
 	for (;;)
 		co_switch_variant(&variant_other, &variant_main);
 }
 
 static void setup_variant(void)
 {
-	variant_other = first_frame(new_stack() + STACK_SIZE, other_variant);
+	variant_other = other_side(other_variant);
 }
 
 static __attribute__((noinline)) void loop_variant(long round_trips)

@@ -8,7 +8,9 @@
  * for the entry function's own return address, so the coroutine starts with
  * rsp a multiple of 16. Everything works until the first aligned SSE store;
  * here that is printf("%f"): glibc's printf saves the vector registers of its
- * variable arguments with movaps, and a double is such an argument.
+ * variable arguments with movaps, and a double is such an argument. The
+ * frame is the one first_frame() in the chapter's co.c builds, and the broken
+ * one the same, built 8 bytes lower: what leaving out a slot amounts to.
  *
  *   misaligned_frame           the broken frame: dies with SIGSEGV in printf
  *   misaligned_frame aligned   the frame as co.c builds it: prints and returns */
@@ -23,17 +25,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-enum { STACK_SIZE = 64 * 1024 };
-
-/* The chapter's switch, switch_x86_64.S. */
-void co_switch(void **from, void *const *to);
-uint64_t co_fp_control_now(void);
-
-static void *main_sp, *coroutine_sp;
+/* The chapter's coroutines and its first_frame(), which is static there. */
+#include "../co.c"
 
 static void say(const char *text)
 {
@@ -41,14 +37,13 @@ static void say(const char *text)
 	(void)ignored;
 }
 
-static _Noreturn void coroutine(void)
+static void coroutine(void *arg)
 {
+	(void)arg;
 	/* write(2), not stdio, up to the one printf that is the point. */
 	say("coroutine: calling printf(\"%f\") with a double argument\n");
 	volatile double pi = 3.14159;
 	printf("coroutine: pi is about %f\n", pi);
-	co_switch(&coroutine_sp, &main_sp);
-	abort();	/* main never switches back */
 }
 
 /* Before the process dies, say where: a misaligned movaps raises a general
@@ -85,30 +80,25 @@ int main(int argc, char **argv)
 	stack_t alt = { .ss_sp = handler_stack, .ss_size = sizeof handler_stack };
 	struct sigaction act = { .sa_sigaction = report_fault,
 				 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND };
-	char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (sigaltstack(&alt, NULL) < 0 || sigaction(SIGSEGV, &act, NULL) < 0 || stack == MAP_FAILED) {
+	if (sigaltstack(&alt, NULL) < 0 || sigaction(SIGSEGV, &act, NULL) < 0 ||
+	    !co_spawn(coroutine, NULL)) {
 		perror("misaligned_frame: setup");
 		return 1;
 	}
 
-	/* The frame co_switch() unpacks (see first_frame() in co.c): from the
-	 * top down, the entry's return address, the entry, rbp, rbx, r12-r15
-	 * and the FP control words. The broken version leaves out the first. */
-	uint64_t *slot = (uint64_t *)(void *)(stack + STACK_SIZE);
+	/* co_spawn() built the first frame below the top of the stack; the
+	 * broken one is the same frame built below top - 8, so that every slot,
+	 * and the stack pointer co_trampoline starts with, is 8 bytes lower. */
+	struct co *co = sched.head;
+	if (!aligned)
+		co->sp = first_frame(co->stack + CO_STACK_SIZE - 8);
 	if (aligned)
-		*--slot = (uint64_t)(uintptr_t)abort;	/* coroutine() never returns */
-	*--slot = (uint64_t)(uintptr_t)coroutine;
-	for (int i = 0; i < 6; i++)
-		*--slot = 0;
-	*--slot = co_fp_control_now();
-	coroutine_sp = slot;
-
-	/* After co_switch pops everything, rsp is just above the entry slot. */
-	uintptr_t entry_rsp = (uintptr_t)(slot + 8);
-	printf("main: %s first frame: the coroutine starts with rsp %% 16 == %d (the ABI wants 8)\n",
-	       aligned ? "a correct" : "a broken", (int)(entry_rsp % 16));
-	co_switch(&main_sp, &coroutine_sp);
+		printf("main: the first frame as co.c builds it: the coroutine should start with "
+		       "rsp %% 16 == 8, as the ABI wants\n");
+	else
+		printf("main: a broken first frame, co.c's built 8 bytes lower: the coroutine starts "
+		       "with rsp %% 16 == 0 (the ABI wants 8)\n");
+	co_run();
 	printf("main: the coroutine printed and switched back\n");
 	return 0;
 }

@@ -107,6 +107,7 @@ struct flow {
 	long long start;
 	long long deadline;
 	long long moved;         /* when a byte last went either way */
+	size_t checked;          /* reply bytes found to be as expected */
 	int stall_ms;            /* give up after this long without one (or 0) */
 	long long next_send;     /* with ex->pause_ms: not before this time */
 };
@@ -129,6 +130,21 @@ static void send_some(struct flow *f)
 	}
 }
 
+/* Has the reply already parted from what it should be? Then no byte that
+ * comes later can mend it. */
+static bool went_wrong(struct flow *f)
+{
+	const unsigned char *expect = f->ex->expect;
+	const struct th_reply *r = f->reply;
+	if (expect == NULL)
+		return false;
+	size_t upto = r->len < f->ex->want ? r->len : f->ex->want;
+	for (; f->checked < upto; f->checked++)
+		if (r->data[f->checked] != expect[f->checked])
+			return true;
+	return false;
+}
+
 /* Is this flow finished? Half-closes it once everything is sent. */
 static bool flow_finished(struct flow *f)
 {
@@ -141,7 +157,7 @@ static bool flow_finished(struct flow *f)
 		f->shut = true;
 	}
 	bool have_all = ex->until_eof ? r->eof : r->len >= ex->want;
-	if ((all_sent && have_all) || r->eof)
+	if ((all_sent && have_all) || r->eof || went_wrong(f))
 		return true;
 	long long now = harness_now_ms();
 	if (now >= f->deadline || (f->stall_ms > 0 && now - f->moved >= f->stall_ms)) {
@@ -256,11 +272,23 @@ void th_reply_free(struct th_reply *r)
 	r->data = NULL;
 }
 
+/* The echo of len bytes, malloc'd. */
+static unsigned char *echo_of(const void *data, size_t len)
+{
+	unsigned char *echo = malloc(len > 0 ? len : 1);
+	if (echo == NULL)
+		harness_fail(SYMPTOM_SETUP, "out of memory");
+	th_uppercase(data, echo, len);
+	return echo;
+}
+
 void th_expect_echo(int fd, const void *msg, size_t len)
 {
-	struct th_exchange ex = { .send = msg, .send_len = len, .want = len };
+	unsigned char *echo = echo_of(msg, len);
+	struct th_exchange ex = { .send = msg, .send_len = len, .want = len, .expect = echo };
 	struct th_reply reply;
 	th_exchange(fd, &ex, &reply);
+	free(echo);
 	th_check_echo(msg, len, &reply);
 	th_reply_free(&reply);
 }
@@ -412,12 +440,14 @@ void th_echo_many(struct th_server *server, size_t clients, const void *data, si
 		harness_fail(SYMPTOM_SETUP, "out of memory for %zu clients", clients);
 	/* All connected first: every exchange then runs while the server holds
 	 * all the connections at once. */
+	unsigned char *echo = echo_of(data, len);
 	for (size_t i = 0; i < clients; i++) {
 		fds[i] = th_connect(server);
 		ex[i] = (struct th_exchange){ .send = data, .send_len = len, .chunk = chunk,
-					      .want = len, .timeout_ms = timeout_ms };
+					      .want = len, .timeout_ms = timeout_ms, .expect = echo };
 	}
 	th_exchange_many(fds, ex, replies, clients);
+	free(echo);
 	for (size_t i = 0; i < clients; i++) {
 		th_check_echo(data, len, &replies[i]);
 		th_reply_free(&replies[i]);

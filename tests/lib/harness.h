@@ -155,6 +155,9 @@ struct th_exchange {
 	bool until_eof;          /* ...or keep reading until the server closes */
 	int pause_ms;            /* wait this long after each send() (trickling) */
 	int timeout_ms;          /* 0 for the default */
+	const void *expect;      /* what should come back, if known: the
+				  * conversation ends at the first byte that
+				  * differs, instead of waiting for more */
 };
 
 struct th_reply {

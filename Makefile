@@ -27,7 +27,7 @@ STUDENT_CHAPTERS := $(sort $(notdir $(wildcard chapters/[0-9][0-9]-*)))
 ifeq ($(CH),)
 SELECTED := $(ALL_CHAPTERS)
 else
-SELECTED := $(filter $(CH) $(CH)-%,$(ALL_CHAPTERS))
+SELECTED := $(filter $(foreach ch,$(CH),$(ch) $(ch)-%),$(ALL_CHAPTERS))
 ifeq ($(SELECTED),)
 $(error no chapter matches CH=$(CH); the chapters are: $(ALL_CHAPTERS))
 endif

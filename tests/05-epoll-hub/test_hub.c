@@ -1,10 +1,14 @@
 /* Chapter 05's hub tests: timers in deadline order, sleep(0) as a yield,
- * join, coroutines parked on fds and woken by data (once per readiness),
- * by a close or by the peer leaving, one waiter per fd and direction, "all asleep" reported
- * instead of a hang, the dump, ten thousand sleepers, an idle hub that
- * sleeps in the kernel, the watchdog, and the server with ten thousand
- * clients at once. Assertions run on the main stack,
- * after co_run() returns. */
+ * join, coroutines parked on fds and woken by data (once per readiness), by a
+ * close or by the peer leaving, one waiter per fd and direction, a reader and
+ * a writer on one fd, waits with deadlines, timers that fire while sockets
+ * keep the hub busy, every event of one epoll_wait dispatched, green_read's
+ * hint to the hub, "all asleep" reported instead of a hang, the dump, ten
+ * thousand sleepers, an idle hub that sleeps in the kernel, the watchdog, and
+ * the server with ten thousand clients at once. Assertions run on the main
+ * stack, after co_run() returns. Each test case is tagged with exactly the
+ * TODOs its tests need: a test waits with hub_wait_fd() itself, not through
+ * green_read(), unless green_read() is what it checks. */
 #define _GNU_SOURCE
 
 #include <errno.h>
@@ -20,6 +24,7 @@
 #include "green.h"
 #include "harness.h"
 #include "hub.h"
+#include "sched.h"	/* co_now_ms(), the clock of hub_wait_fd()'s deadlines */
 
 static void run_all(void)
 {
@@ -32,6 +37,25 @@ static void socket_pair(int fds[2])
 {
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
 		th_fail("socketpair: %s", strerror(errno));
+}
+
+/* A deadline ms from now, for hub_wait_fd(). */
+static int64_t in_ms(int ms)
+{
+	return co_now_ms() + th_ms(ms);
+}
+
+/* A wait that does not end would hang the test. The guard turns it into a
+ * failure: if it is still asleep after ms, it notes so and cancels every
+ * coroutine, whose waits then fail with ECANCELED. A scenario that ends
+ * well calls co_cancel_all() itself at the end, which wakes the guard. */
+static void guard(void *arg)
+{
+	int ms = (int)(intptr_t)arg;
+	if (co_sleep(th_ms(ms)) == 0) {
+		th_note("[still waiting after %d ms] ", ms);
+		co_cancel_all();
+	}
 }
 
 /* ---- Timers and sleep ---------------------------------------------------- */
@@ -111,122 +135,84 @@ START_TEST(join_waits_for_the_end_and_then_returns_at_once)
 }
 END_TEST
 
-/* ---- Waiting on fds ------------------------------------------------------- */
+/* ---- Waiting on fds: hub_wait_fd() ------------------------------------------ */
 
 static int pair[2];
 
-static void reader(void *arg)
+static void note_errno(const char *what)
 {
-	(void)arg;
+	th_note("%s failed (%s) ", what, strerror(errno));
+}
+
+/* Waits with hub_wait_fd() itself, then reads what came. */
+static void waiting_reader(void *arg)
+{
+	int ms = (int)(intptr_t)arg;
+	if (hub_wait_fd(pair[0], HUB_READ, ms > 0 ? in_ms(ms) : -1) < 0) {
+		note_errno("the first wait");
+		return;
+	}
 	char buf[16] = "";
-	ssize_t got = green_read(pair[0], buf, sizeof buf - 1);
+	ssize_t got = read(pair[0], buf, sizeof buf - 1);
 	th_note("%s", got > 0 ? buf : "read failed");
 }
 
-static void writer_later(void *arg)
+static void second_waiter(void *arg)
 {
 	(void)arg;
-	th_note("sleep ");
-	co_sleep(30);
-	if (green_write(pair[1], "data", 4) != 4)
-		th_note("write failed ");
-}
-
-START_TEST(reader_parks_until_data_arrives)
-{
-	th_about("green_read wait_fd poll", "green_read() must park on EAGAIN and be woken "
-		 "when the fd becomes readable");
-	th_trace_start();
-	socket_pair(pair);
-	co_spawn(reader, NULL);
-	co_spawn(writer_later, NULL);
-	run_all();
-	green_close(pair[0]);
-	green_close(pair[1]);
-	th_expect_trace("sleep data", "a reader waited while a writer slept 30 ms and wrote");
-}
-END_TEST
-
-static void second_reader(void *arg)
-{
-	(void)arg;
-	char c;
-	if (green_read(pair[0], &c, 1) < 0 && errno == EBUSY)
+	/* With a deadline, so that a second waiter that parks cannot hang. */
+	if (hub_wait_fd(pair[0], HUB_READ, in_ms(200)) < 0 && errno == EBUSY)
 		th_note("busy ");
-	green_write(pair[1], "x", 1);	/* let the first one finish */
+	else
+		th_note("not busy (%s) ", strerror(errno));
+	if (write(pair[1], "x", 1) != 1)	/* let the first one finish */
+		th_note("write failed ");
 }
 
 START_TEST(second_waiter_on_the_same_fd_gets_ebusy)
 {
-	th_about("wait_fd", "two coroutines waiting to read one fd: one of them would never be "
-		 "woken, so the second must get EBUSY at once");
+	th_about("wait_fd poll", "two coroutines waiting to read one fd: dispatch() wakes one, "
+		 "so the second must get EBUSY at once instead of taking the first one's place");
 	th_trace_start();
 	socket_pair(pair);
-	co_spawn(reader, NULL);
-	co_spawn(second_reader, NULL);
+	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	co_spawn(second_waiter, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
-	th_expect_trace("busy x", "a second reader of the same fd");
+	th_expect_trace("busy x", "a coroutine waited to read an fd, and a second one tried to wait "
+			"on it too, then wrote to it");
 }
 END_TEST
+
+static void waiter_of_closed(void *arg)
+{
+	(void)arg;
+	if (hub_wait_fd(pair[0], HUB_READ, -1) < 0 && errno == EBADF)
+		th_note("woken with EBADF");
+	else
+		th_note("the wait returned without EBADF (%s)", strerror(errno));
+}
 
 static void closer(void *arg)
 {
 	(void)arg;
-	co_sleep(10);
 	green_close(pair[0]);
 	th_note("closed ");
 }
 
-static void reader_of_closed(void *arg)
-{
-	(void)arg;
-	char c;
-	if (green_read(pair[0], &c, 1) < 0 && errno == EBADF)
-		th_note("woken with EBADF");
-}
-
 START_TEST(closing_an_fd_wakes_its_waiter)
 {
-	th_about("wait_fd poll", "a coroutine parked on an fd that another coroutine closes must "
-		 "be woken with EBADF, not left parked");
+	th_about("wait_fd", "a coroutine parked on an fd that another coroutine closes must be "
+		 "woken, and hub_wait_fd() must return -1 with errno set to what woke it, EBADF");
 	th_trace_start();
 	socket_pair(pair);
-	co_spawn(reader_of_closed, NULL);
+	co_spawn(waiter_of_closed, NULL);
 	co_spawn(closer, NULL);
 	run_all();
 	green_close(pair[1]);
-	th_expect_trace("closed woken with EBADF", "a reader whose fd was closed");
-}
-END_TEST
-
-static void reader_of_gone_peer(void *arg)
-{
-	(void)arg;
-	char c;
-	if (green_read(pair[0], &c, 1) == 0)
-		th_note("end of file");
-}
-
-static void peer_leaves(void *arg)
-{
-	(void)arg;
-	co_sleep(10);
-	green_close(pair[1]);
-}
-
-START_TEST(peer_leaving_wakes_the_reader)
-{
-	th_about("green_read wait_fd poll", "when the peer closes, the parked reader must wake "
-		 "and read end of file");
-	th_trace_start();
-	socket_pair(pair);
-	co_spawn(reader_of_gone_peer, NULL);
-	co_spawn(peer_leaves, NULL);
-	run_all();
-	green_close(pair[0]);
-	th_expect_trace("end of file", "a reader whose peer closed");
+	th_expect_trace("closed woken with EBADF", "a coroutine waited to read an fd that another "
+			"then closed with green_close()");
 }
 END_TEST
 
@@ -239,7 +225,7 @@ static void counting_reader(void *arg)
 	(void)arg;
 	for (;;) {
 		if (hub_wait_fd(pair[0], HUB_READ, -1) < 0) {
-			th_note("wait failed ");
+			note_errno("a wait");
 			return;
 		}
 		wakes++;
@@ -266,7 +252,8 @@ static void three_writes(void *arg)
 START_TEST(a_parked_reader_wakes_once_per_readiness)
 {
 	th_about("wait_fd poll", "a reader that drains its socket after every wake must be woken "
-		 "once for each time data or the end of file arrives: not twice, not never");
+		 "once for each time data or the end of file arrives: not twice, not never, and its "
+		 "next wait must not find its own old entry (EBUSY)");
 	th_trace_start();
 	wakes = 0;
 	socket_pair(pair);
@@ -280,7 +267,202 @@ START_TEST(a_parked_reader_wakes_once_per_readiness)
 }
 END_TEST
 
-/* ---- All asleep, and the dump --------------------------------------------- */
+static void waits_that_time_out(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2; i++) {
+		if (hub_wait_fd(pair[0], HUB_READ, in_ms(10)) == 0)
+			th_note("ready ");
+		else if (errno == ETIMEDOUT)
+			th_note("timed out ");
+		else
+			note_errno("a wait");
+	}
+}
+
+START_TEST(a_wait_with_a_deadline_times_out)
+{
+	th_about("wait_fd poll", "hub_wait_fd() with a deadline on an fd that never becomes "
+		 "ready must return -1 with errno ETIMEDOUT (what park_until() returned), and leave "
+		 "the fd free for the next wait");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(waits_that_time_out, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("timed out timed out ", "a coroutine waited twice, 10 ms each, to read a "
+			"socket nobody wrote to");
+}
+END_TEST
+
+static void waiting_writer(void *arg)
+{
+	(void)arg;
+	if (hub_wait_fd(pair[0], HUB_WRITE, in_ms(500)) == 0)
+		th_note("writable ");
+	else
+		note_errno("the wait to write");
+}
+
+/* Runs once the reader and the writer of pair[0] are parked: makes pair[0]
+ * readable, and then writable again by reading all it had sent. */
+static void other_end(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "x", 1) != 1)
+		th_note("write failed ");
+	static char buf[64 * 1024];	/* not on the coroutine's 64 KiB stack */
+	while (read(pair[1], buf, sizeof buf) > 0)
+		continue;
+}
+
+START_TEST(a_reader_and_a_writer_wait_on_one_fd)
+{
+	th_about("wait_fd poll", "a coroutine waiting to read and one waiting to write the same "
+		 "fd must both be woken: arm() the fd for what it already watches plus the new "
+		 "direction (f->armed | interest[dir]), not for the new direction alone");
+	th_trace_start();
+	socket_pair(pair);
+	/* Fill pair[0]'s way out, so that a wait to write it parks. */
+	static const char buf[64 * 1024];
+	for (;;) {
+		if (write(pair[0], buf, sizeof buf) > 0 || errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			break;
+		th_fail("filling a socket: %s", strerror(errno));
+	}
+	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	co_spawn(waiting_writer, NULL);
+	co_spawn(other_end, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("xwritable ", "one coroutine waited to read a socket and another waited to "
+			"write it (500 ms at most each); then the peer wrote a byte and read "
+			"everything");
+}
+END_TEST
+
+/* Two readers on two sockets, and the hub loop in which each woke. */
+static int pair2[2];
+static uint64_t woke_in_loop[2];
+
+static void loop_noting_reader(void *arg)
+{
+	int which = (int)(intptr_t)arg;
+	int fd = which == 0 ? pair[0] : pair2[0];
+	if (hub_wait_fd(fd, HUB_READ, in_ms(500)) < 0) {
+		note_errno("a wait");
+		return;
+	}
+	woke_in_loop[which] = hub_loops();
+	char c;
+	if (read(fd, &c, 1) == 1)
+		th_note("%c", c);
+}
+
+static void write_both(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "a", 1) != 1 || write(pair2[1], "b", 1) != 1)
+		th_note("write failed ");
+}
+
+START_TEST(one_epoll_wait_wakes_every_ready_fd)
+{
+	th_about("wait_fd poll", "epoll_wait() returns every ready fd at once (it returns how "
+		 "many): dispatch() each of the n events, not only the first");
+	th_trace_start();
+	socket_pair(pair);
+	socket_pair(pair2);
+	woke_in_loop[0] = woke_in_loop[1] = 0;
+	co_spawn(loop_noting_reader, (void *)(intptr_t)0);
+	co_spawn(loop_noting_reader, (void *)(intptr_t)1);
+	co_spawn(write_both, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	green_close(pair2[0]);
+	green_close(pair2[1]);
+	th_expect_trace("ab", "two coroutines waited to read two sockets; a third wrote to both");
+	if (woke_in_loop[0] != woke_in_loop[1])
+		th_fail("two sockets became readable before the hub's next epoll_wait, which "
+			"reports both; the first reader woke after epoll_wait number %llu, the second "
+			"after number %llu", (unsigned long long)woke_in_loop[0],
+			(unsigned long long)woke_in_loop[1]);
+}
+END_TEST
+
+/* A ping-pong over a socket pair keeps the hub busy: every epoll_wait has
+ * an event. Meanwhile a sleeper's timer falls due. */
+static bool sleeper_woke;
+static long rounds, rounds_when_woken;
+
+static void pinger(void *arg)
+{
+	(void)arg;
+	int64_t give_up = co_now_ms() + th_ms(1000);
+	char c = 'p';
+	while (!sleeper_woke && co_now_ms() < give_up) {
+		if (write(pair[0], &c, 1) != 1 || hub_wait_fd(pair[0], HUB_READ, -1) < 0 ||
+		    read(pair[0], &c, 1) != 1) {
+			note_errno("a ping");
+			break;
+		}
+		rounds++;
+	}
+	c = 'q';	/* the ponger's cue to stop */
+	if (write(pair[0], &c, 1) != 1)
+		note_errno("the last ping");
+}
+
+static void ponger(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		char c;
+		if (hub_wait_fd(pair[1], HUB_READ, -1) < 0 || read(pair[1], &c, 1) != 1) {
+			note_errno("a pong");
+			return;
+		}
+		if (c == 'q' || write(pair[1], &c, 1) != 1)
+			return;
+	}
+}
+
+static void light_sleeper(void *arg)
+{
+	(void)arg;
+	co_sleep(5);
+	sleeper_woke = true;
+	rounds_when_woken = rounds;
+}
+
+START_TEST(timers_fire_while_sockets_keep_the_hub_busy)
+{
+	th_about("wait_fd poll", "the hub must expire the timers after every epoll_wait, not "
+		 "only when epoll_wait timed out with no event: a busy socket would starve every "
+		 "sleeper");
+	socket_pair(pair);
+	sleeper_woke = false;
+	rounds = rounds_when_woken = 0;
+	co_spawn(light_sleeper, NULL);
+	co_spawn(pinger, NULL);
+	co_spawn(ponger, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	if (!sleeper_woke || rounds_when_woken >= rounds)
+		th_fail("a coroutine slept 5 ms while two others played ping-pong over a socket "
+			"pair until it woke, for at most %d ms; it woke only %s, after %ld rounds of "
+			"%ld", th_ms(1000), sleeper_woke ? "once the ping-pong was over" : "never",
+			rounds_when_woken, rounds);
+}
+END_TEST
+
+/* ---- All asleep after fd waits -------------------------------------------- */
 
 static co_id first_id, second_id;
 
@@ -316,6 +498,219 @@ static const char *capture_stderr(int (*fn)(void), int *result)
 	fclose(file);
 	return text;
 }
+
+/* A reader that gets its byte, then two coroutines that join each other. */
+static void read_then_deadlock(void *arg)
+{
+	(void)arg;
+	if (hub_wait_fd(pair[0], HUB_READ, -1) < 0) {
+		note_errno("the wait");
+		return;
+	}
+	char c;
+	if (read(pair[0], &c, 1) == 1)
+		th_note("read ");
+	first_id = co_spawn(join_second, NULL);
+	second_id = co_spawn(join_first, NULL);
+}
+
+static void write_a_byte(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "x", 1) != 1)
+		th_note("write failed ");
+}
+
+START_TEST(all_asleep_is_reported_once_the_fd_waits_are_over)
+{
+	th_about("wait_fd poll", "hub_wait_fd() counts its waiter in hub.fd_waits while it is "
+		 "parked, and uncounts it when it wakes: a count left over makes hub_poll() wait "
+		 "in epoll_wait for ever instead of reporting that nothing can wake anyone");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(read_then_deadlock, NULL);
+	co_spawn(write_a_byte, NULL);
+	int result;
+	const char *err = capture_stderr(co_run, &result);
+	co_cancel_all();
+	co_run();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("read ", "a coroutine waited for a byte that another wrote, then spawned "
+			"two coroutines that join each other");
+	if (result != -1 || strstr(err, "all coroutines are asleep") == NULL)
+		th_fail("after a coroutine's wait on an fd had ended, two coroutines joined each "
+			"other; expected co_run() to return -1 and print \"all coroutines are "
+			"asleep\"; it returned %d and printed:\n%s", result, err);
+}
+END_TEST
+
+/* ---- green_read ------------------------------------------------------------ */
+
+static void reader(void *arg)
+{
+	(void)arg;
+	char buf[16] = "";
+	ssize_t got = green_read(pair[0], buf, sizeof buf - 1);
+	if (got > 0)
+		th_note("%s", buf);
+	else
+		th_note("read returned %zd (%s)", got, got < 0 ? strerror(errno) : "end of file");
+}
+
+static void writer_later(void *arg)
+{
+	(void)arg;
+	th_note("sleep ");
+	co_sleep(30);
+	if (green_write(pair[1], "data", 4) != 4)
+		th_note("write failed ");
+}
+
+START_TEST(reader_parks_until_data_arrives)
+{
+	th_about("green_read wait_fd poll", "green_read() must park on EAGAIN, be woken when the "
+		 "fd becomes readable, and then read again");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(reader, NULL);
+	co_spawn(writer_later, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("sleep data", "a reader waited while a writer slept 30 ms and wrote");
+}
+END_TEST
+
+static void reader_of_gone_peer(void *arg)
+{
+	(void)arg;
+	char c;
+	ssize_t got = green_read(pair[0], &c, 1);
+	if (got == 0)
+		th_note("end of file");
+	else
+		th_note("read returned %zd (%s)", got, got < 0 ? strerror(errno) : "a byte");
+	co_cancel_all();	/* the guard */
+}
+
+static void peer_leaves(void *arg)
+{
+	(void)arg;
+	co_sleep(10);
+	green_close(pair[1]);
+}
+
+START_TEST(peer_leaving_wakes_the_reader)
+{
+	th_about("green_read wait_fd poll", "when the peer closes, the parked reader must wake "
+		 "and return the 0 (end of file) that read() gives, not wait for more");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(reader_of_gone_peer, NULL);
+	co_spawn(peer_leaves, NULL);
+	co_spawn(guard, (void *)(intptr_t)500);
+	run_all();
+	green_close(pair[0]);
+	th_expect_trace("end of file", "a reader whose peer closed 10 ms later");
+}
+END_TEST
+
+static int intruder[2];
+
+static void closer_and_reuser(void *arg)
+{
+	(void)arg;
+	green_close(pair[0]);
+	/* The fd number is free now; the next socket may take it, as the next
+	 * accept() does in a server. */
+	if (dup2(intruder[0], pair[0]) < 0 || write(intruder[1], "intruder", 8) != 8)
+		th_note("dup2 or write failed ");
+}
+
+START_TEST(a_read_whose_fd_is_closed_fails_even_if_the_number_is_reused)
+{
+	th_about("green_read wait_fd", "when hub_wait_fd() fails (here EBADF: the fd was closed), "
+		 "green_read() must return -1 with that errno, not go round and read again: the fd "
+		 "number may already be another connection's");
+	th_trace_start();
+	socket_pair(pair);
+	socket_pair(intruder);
+	co_spawn(reader, NULL);
+	co_spawn(closer_and_reuser, NULL);
+	run_all();
+	green_close(pair[0]);	/* the duplicate of intruder[0] */
+	green_close(pair[1]);
+	green_close(intruder[0]);
+	green_close(intruder[1]);
+	char expected[64];
+	snprintf(expected, sizeof expected, "read returned -1 (%s)", strerror(EBADF));
+	th_expect_trace(expected, "a reader parked in green_read() while another coroutine closed "
+			"its fd, and a new socket with \"intruder\" to read took the same number");
+}
+END_TEST
+
+static bool drained_after_short_read, read_dry;
+
+static void short_reader(void *arg)
+{
+	(void)arg;
+	char buf[16];
+	if (write(pair[1], "ab", 2) != 2)
+		th_note("write failed ");
+	ssize_t got = green_read(pair[0], buf, sizeof buf);
+	th_note("%zd ", got);
+	drained_after_short_read = !hub_may_read(pair[0]);
+}
+
+START_TEST(a_short_read_tells_the_hub_the_socket_is_drained)
+{
+	th_about("green_read", "a read() that returned fewer bytes than asked for has most likely "
+		 "emptied the socket: green_read() must say so with hub_drained(fd), so that the "
+		 "next green_read() parks at once instead of making a read() that fails with EAGAIN");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(short_reader, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("2 ", "a coroutine wrote 2 bytes to a socket and read it with room for 16");
+	if (!drained_after_short_read)
+		th_fail("after green_read() got 2 bytes of the 16 it asked for, hub_may_read() "
+			"still said true: green_read() did not call hub_drained(fd)");
+}
+END_TEST
+
+static void looks_while_parked(void *arg)
+{
+	(void)arg;
+	/* The reader, spawned first, has parked by now. */
+	read_dry = !hub_may_read(pair[0]);
+	if (write(pair[1], "x", 1) != 1)
+		th_note("write failed ");
+}
+
+START_TEST(a_read_that_would_block_tells_the_hub_before_parking)
+{
+	th_about("green_read wait_fd poll", "a read() that failed with EAGAIN found the socket "
+		 "empty: green_read() must say so with hub_drained(fd) before it parks");
+	th_trace_start();
+	read_dry = false;
+	socket_pair(pair);
+	co_spawn(reader, NULL);
+	co_spawn(looks_while_parked, NULL);
+	run_all();
+	green_close(pair[0]);
+	green_close(pair[1]);
+	th_expect_trace("x", "a reader of an empty socket, and a writer after it parked");
+	if (!read_dry)
+		th_fail("while a coroutine was parked in green_read() after a read() that failed "
+			"with EAGAIN, hub_may_read() still said true: green_read() did not call "
+			"hub_drained(fd)");
+}
+END_TEST
+
+/* ---- All asleep, and the dump --------------------------------------------- */
 
 START_TEST(all_asleep_is_reported_not_a_hang)
 {
@@ -360,12 +755,16 @@ static void named_sleeper(void *arg)
 
 START_TEST(dump_lists_coroutines_and_what_they_wait_for)
 {
-	th_about("", "co_dump() should list every coroutine with its state and its wait");
+	th_about("wait_fd poll", "co_dump() should list every coroutine with its state and its "
+		 "wait, which hub_wait_fd() describes in co->wait (.what \"read\", .fd) before it "
+		 "parks");
 	socket_pair(pair);
 	th_trace_start();
-	co_spawn(reader, NULL);
-	co_spawn(named_sleeper, NULL);
+	/* The dumper sleeps less than the sleeper, and goes to sleep first: the
+	 * timers are in order without sift_up, which is not this test's TODO. */
+	co_spawn(waiting_reader, NULL);
 	co_spawn(dumper, NULL);
+	co_spawn(named_sleeper, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
@@ -484,12 +883,29 @@ static Suite *hub_suite(void)
 	th_test(tc, sleepers_wake_in_deadline_order);
 	th_test(tc, ten_thousand_coroutines_sleep_and_wake);
 
-	tc = th_tcase(s, "fds", "green_read wait_fd poll");
-	th_test(tc, reader_parks_until_data_arrives);
-	th_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
+	tc = th_tcase(s, "closing", "wait_fd");
 	th_test(tc, closing_an_fd_wakes_its_waiter);
-	th_test(tc, peer_leaving_wakes_the_reader);
+
+	tc = th_tcase(s, "waiting", "wait_fd poll");
+	th_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
 	th_test(tc, a_parked_reader_wakes_once_per_readiness);
+	th_test(tc, a_wait_with_a_deadline_times_out);
+	th_test(tc, a_reader_and_a_writer_wait_on_one_fd);
+	th_test(tc, one_epoll_wait_wakes_every_ready_fd);
+	th_test(tc, timers_fire_while_sockets_keep_the_hub_busy);
+	th_test(tc, all_asleep_is_reported_once_the_fd_waits_are_over);
+	th_test(tc, dump_lists_coroutines_and_what_they_wait_for);
+
+	tc = th_tcase(s, "green_read", "green_read");
+	th_test(tc, a_short_read_tells_the_hub_the_socket_is_drained);
+
+	tc = th_tcase(s, "green_read_closed", "green_read wait_fd");
+	th_test(tc, a_read_whose_fd_is_closed_fails_even_if_the_number_is_reused);
+
+	tc = th_tcase(s, "green_read_parked", "green_read wait_fd poll");
+	th_test(tc, reader_parks_until_data_arrives);
+	th_test(tc, peer_leaving_wakes_the_reader);
+	th_test(tc, a_read_that_would_block_tells_the_hub_before_parking);
 
 	tc = th_tcase(s, "scheduler", "poll");
 	th_test(tc, join_waits_for_the_end_and_then_returns_at_once);
@@ -501,7 +917,6 @@ static Suite *hub_suite(void)
 
 	tc = th_tcase(s, "inspection", "");
 	th_test(tc, sleep_zero_lets_the_others_run);
-	th_test(tc, dump_lists_coroutines_and_what_they_wait_for);
 	/* The watchdog thread outlives its test: it needs the test's own
 	 * process, Check's fork mode (make memcheck runs without it). */
 	const char *fork_mode = getenv("CK_FORK");

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,29 @@ static void guard(void *arg)
 		th_note("[still waiting after %d ms] ", ms);
 		co_cancel_all();
 	}
+}
+
+/* realloc() may always move a block, and does whenever the memory after it
+ * is taken; here it always does (this binary links with --wrap=realloc, so
+ * the chapter's calls come here) and scribbles over the old block before
+ * freeing it. Code that kept a pointer into the old block across a wait, as
+ * hub_wait_fd()'s hint warns, then reads garbage on every run, not just
+ * when the heap happens to be crowded. */
+void *__real_realloc(void *old, size_t size);
+void *__wrap_realloc(void *old, size_t size);
+
+void *__wrap_realloc(void *old, size_t size)
+{
+	if (old == NULL || size == 0)
+		return __real_realloc(old, size);
+	void *moved = malloc(size);
+	if (moved == NULL)
+		return NULL;
+	size_t had = malloc_usable_size(old);
+	memcpy(moved, old, had < size ? had : size);
+	memset(old, 0xa5, had);
+	free(old);
+	return moved;
 }
 
 /* ---- Timers and sleep ---------------------------------------------------- */
@@ -137,7 +161,7 @@ END_TEST
 
 /* ---- Waiting on fds: hub_wait_fd() ------------------------------------------ */
 
-static int pair[2];
+static int pair[2], pair2[2];
 
 static void note_errno(const char *what)
 {
@@ -296,6 +320,101 @@ START_TEST(a_wait_with_a_deadline_times_out)
 }
 END_TEST
 
+/* A reader parked on a low fd while another coroutine's wait on a high fd
+ * grows the hub's table (realloc, which moves it: see __wrap_realloc). */
+static int high_fd = -1;
+
+static void waits_twice(void *arg)
+{
+	(void)arg;
+	if (hub_wait_fd(pair[0], HUB_READ, in_ms(500)) < 0) {
+		note_errno("the first wait");
+		return;
+	}
+	char c;
+	if (read(pair[0], &c, 1) == 1)
+		th_note("%c ", c);
+	/* Nobody writes again: this one times out, unless it finds its own
+	 * entry left in the table from the first wait. */
+	if (hub_wait_fd(pair[0], HUB_READ, in_ms(10)) == 0)
+		th_note("ready ");
+	else if (errno == ETIMEDOUT)
+		th_note("timed out ");
+	else
+		note_errno("the second wait");
+}
+
+static void waits_on_a_high_fd(void *arg)
+{
+	(void)arg;
+	if (hub_wait_fd(high_fd, HUB_READ, in_ms(500)) < 0)
+		note_errno("the wait on the high fd");
+}
+
+static void write_to_both(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "a", 1) != 1 || write(pair2[1], "b", 1) != 1)
+		th_note("write failed ");
+}
+
+START_TEST(a_wait_outlives_the_fd_table_growing)
+{
+	th_about("wait_fd poll", "while a coroutine was parked, another one's wait on a higher fd "
+		 "grew the hub's table (realloc moved it): after parking, hub_wait_fd() must take "
+		 "&hub.fds[fd] again before it clears its waiter entry, not use the f it had");
+	th_trace_start();
+	socket_pair(pair);
+	socket_pair(pair2);
+	high_fd = fcntl(pair2[0], F_DUPFD_CLOEXEC, 200);
+	if (high_fd < 0)
+		th_fail("fcntl(F_DUPFD_CLOEXEC, 200): %s", strerror(errno));
+	co_spawn(waits_twice, NULL);
+	co_spawn(waits_on_a_high_fd, NULL);
+	co_spawn(write_to_both, NULL);
+	run_all();
+	green_close(high_fd);
+	green_close(pair[0]);
+	green_close(pair[1]);
+	green_close(pair2[0]);
+	green_close(pair2[1]);
+	th_expect_trace("a timed out ", "a coroutine waited to read a socket while another waited "
+			"on fd 200 or above, which grows the hub's table; then it got a byte and "
+			"waited again for 10 ms");
+}
+END_TEST
+
+static uint64_t loops_while_waiting;
+
+static void sleep_then_close(void *arg)
+{
+	(void)arg;
+	uint64_t before = hub_loops();
+	co_sleep(200);
+	loops_while_waiting = hub_loops() - before;
+	green_close(pair[0]);	/* wakes the waiter with EBADF */
+}
+
+START_TEST(a_hub_waiting_on_a_silent_socket_sleeps_in_the_kernel)
+{
+	th_about("wait_fd poll", "with a coroutine waiting on a socket that stays silent and "
+		 "another sleeping for 200 ms, the hub should wait in epoll_wait until the timer is "
+		 "due, not poll the socket in a loop");
+	th_trace_start();
+	socket_pair(pair);
+	co_spawn(waiter_of_closed, NULL);
+	co_spawn(sleep_then_close, NULL);
+	run_all();
+	green_close(pair[1]);
+	th_expect_trace("woken with EBADF", "a coroutine waited on a silent socket until another "
+			"closed it after 200 ms");
+	if (loops_while_waiting > 5)
+		th_fail("the hub went round its loop %llu times in 200 ms while one coroutine "
+			"waited on a silent socket and the other slept; a hub that sleeps in the "
+			"kernel needs one or two", (unsigned long long)loops_while_waiting);
+}
+END_TEST
+
 static void waiting_writer(void *arg)
 {
 	(void)arg;
@@ -341,12 +460,12 @@ START_TEST(a_reader_and_a_writer_wait_on_one_fd)
 	green_close(pair[1]);
 	th_expect_trace("xwritable ", "one coroutine waited to read a socket and another waited to "
 			"write it (500 ms at most each); then the peer wrote a byte and read "
-			"everything");
+			"everything, so the next epoll_wait reports the socket readable and writable "
+			"at once, and wakes the reader, then the writer");
 }
 END_TEST
 
 /* Two readers on two sockets, and the hub loop in which each woke. */
-static int pair2[2];
 static uint64_t woke_in_loop[2];
 
 static void loop_noting_reader(void *arg)
@@ -890,6 +1009,8 @@ static Suite *hub_suite(void)
 	th_test(tc, second_waiter_on_the_same_fd_gets_ebusy);
 	th_test(tc, a_parked_reader_wakes_once_per_readiness);
 	th_test(tc, a_wait_with_a_deadline_times_out);
+	th_test(tc, a_wait_outlives_the_fd_table_growing);
+	th_test(tc, a_hub_waiting_on_a_silent_socket_sleeps_in_the_kernel);
 	th_test(tc, a_reader_and_a_writer_wait_on_one_fd);
 	th_test(tc, one_epoll_wait_wakes_every_ready_fd);
 	th_test(tc, timers_fire_while_sockets_keep_the_hub_busy);

@@ -851,6 +851,38 @@ START_TEST(all_asleep_is_reported_not_a_hang)
 }
 END_TEST
 
+/* A ring of coroutines, each joining the next. */
+enum { RING = 25 };
+static co_id ring[RING];
+
+static void join_the_next(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	co_join(ring[(i + 1) % RING]);
+}
+
+START_TEST(all_asleep_report_lists_twenty_coroutines_and_counts_the_rest)
+{
+	th_about("poll", "when nothing can ever wake the waiting coroutines, co_run() must say so "
+		 "and return -1, listing the first 20 coroutines, not all of them");
+	for (int i = 0; i < RING; i++)
+		ring[i] = co_spawn(join_the_next, (void *)(intptr_t)i);
+	int result;
+	const char *err = capture_stderr(co_run, &result);
+	co_cancel_all();
+	co_run();
+	int lines = 0;
+	for (const char *at = strstr(err, "\n  #"); at != NULL; at = strstr(at + 1, "\n  #"))
+		lines++;
+	if (result != -1 || lines != 20 || strstr(err, "25 coroutines") == NULL ||
+	    strstr(err, "... and 5 more") == NULL)
+		th_fail("25 coroutines joined each other in a ring; expected co_run() to return -1 "
+			"and print \"all coroutines are asleep\" with the dump's header (25 "
+			"coroutines), 20 of them and \"... and 5 more\"; it returned %d and printed "
+			"%d of them:\n%s", result, lines, err);
+}
+END_TEST
+
 static char dump[4096];
 
 static void dumper(void *arg)
@@ -952,6 +984,7 @@ END_TEST
 static void hog(void *arg)
 {
 	(void)arg;
+	co_set_name("hog");
 	struct timespec start, now;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	do	/* computing, never waiting: everyone else is stuck */
@@ -962,7 +995,7 @@ static void hog(void *arg)
 START_TEST(watchdog_names_a_coroutine_that_never_waits)
 {
 	th_about("", "the watchdog thread should report a coroutine that runs longer than its "
-		 "threshold without waiting");
+		 "threshold without waiting, with its number and its name");
 	FILE *out = tmpfile();
 	if (out == NULL || co_watchdog(100, out) < 0)
 		th_fail("cannot start the watchdog: %s", strerror(errno));
@@ -973,10 +1006,11 @@ START_TEST(watchdog_names_a_coroutine_that_never_waits)
 	size_t len = fread(text, 1, sizeof text - 1, out);
 	text[len] = '\0';
 	char expected[64];
-	snprintf(expected, sizeof expected, "coroutine #%llu has run for", (unsigned long long)id);
+	snprintf(expected, sizeof expected, "coroutine #%llu (hog) has run for",
+		 (unsigned long long)id);
 	if (strstr(text, expected) == NULL)
-		th_fail("a coroutine computed for 400 ms with the watchdog at 100 ms; expected "
-			"\"%s ...\" from the watchdog, got:\n%s", expected, text);
+		th_fail("a coroutine named \"hog\" computed for 400 ms with the watchdog at 100 ms; "
+			"expected \"%s ...\" from the watchdog, got:\n%s", expected, text);
 }
 END_TEST
 
@@ -1031,6 +1065,7 @@ static Suite *hub_suite(void)
 	tc = th_tcase(s, "scheduler", "poll");
 	th_test(tc, join_waits_for_the_end_and_then_returns_at_once);
 	th_test(tc, all_asleep_is_reported_not_a_hang);
+	th_test(tc, all_asleep_report_lists_twenty_coroutines_and_counts_the_rest);
 	th_test(tc, idle_hub_sleeps_in_the_kernel);
 
 	tc = th_tcase(s, "server", "green_read wait_fd poll");

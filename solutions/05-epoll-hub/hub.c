@@ -289,7 +289,8 @@ bool hub_poll(void)
 	 * idle_hub_sleeps_in_the_kernel,
 	 * a_hub_waiting_on_a_silent_socket_sleeps_in_the_kernel,
 	 * timers_fire_while_sockets_keep_the_hub_busy,
-	 * one_epoll_wait_wakes_every_ready_fd, and the echo suites.
+	 * one_epoll_wait_wakes_every_ready_fd,
+	 * a_signal_that_interrupts_epoll_wait_is_harmless, and the echo suites.
 	 */
 	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
 		return false;

@@ -14,10 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -930,6 +934,91 @@ START_TEST(dump_lists_coroutines_and_what_they_wait_for)
 }
 END_TEST
 
+/* ---- Signals ------------------------------------------------------------- */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static void sleep_fifty(void *arg)
+{
+	(void)arg;
+	if (co_sleep(50) == 0)
+		th_note("slept");
+}
+
+/* In a child process, so that a hub that exits on EINTR fails this test
+ * with a message instead of ending the test process: a sleeper naps 50 ms
+ * while SIGALRM comes every 5 ms. Returns its stderr and exit status. */
+static int sleep_through_signals(char *err, size_t size)
+{
+	int pipefd[2];
+	if (pipe(pipefd) < 0)
+		th_fail("pipe: %s", strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0)
+		th_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(pipefd[1], STDERR_FILENO);
+		close(pipefd[0]);
+		/* No SA_RESTART: epoll_wait is never restarted anyway (signal(7)). */
+		struct sigaction sa = { .sa_handler = on_alarm };
+		sigaction(SIGALRM, &sa, NULL);
+		struct itimerval every = { .it_interval = { 0, 5000 }, .it_value = { 0, 5000 } };
+		setitimer(ITIMER_REAL, &every, NULL);
+		th_trace_start();
+		co_spawn(sleep_fifty, NULL);
+		int result = co_run();
+		setitimer(ITIMER_REAL, &(struct itimerval){ 0 }, NULL);
+		_exit(result == 0 && strcmp(th_trace(), "slept") == 0 ? 0 : 3);
+	}
+	close(pipefd[1]);
+	size_t len = 0;
+	int64_t deadline = co_now_ms() + th_ms(2000);
+	struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+	while (len + 1 < size && co_now_ms() < deadline &&
+	       poll(&pfd, 1, (int)(deadline - co_now_ms())) > 0) {
+		ssize_t got = read(pipefd[0], err + len, size - 1 - len);
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+	}
+	err[len] = '\0';
+	close(pipefd[0]);
+	int status;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (co_now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		th_sleep_ms(5);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+START_TEST(a_signal_that_interrupts_epoll_wait_is_harmless)
+{
+	th_about("poll", "epoll_wait() fails with EINTR when a signal handler runs while it "
+		 "waits: that is no error (go round again), and must not end the program");
+	char err[1024], how[64];
+	int status = sleep_through_signals(err, sizeof err);
+	if (status == 0)
+		return;
+	if (status < 0)
+		snprintf(how, sizeof how, "was still running after %d ms", th_ms(2000));
+	else if (status == 3)
+		snprintf(how, sizeof how, "saw co_run() fail or the sleeper not wake");
+	else
+		snprintf(how, sizeof how, "exited with status %d", status);
+	th_fail("a coroutine slept 50 ms while a SIGALRM handler ran every 5 ms; expected co_run() "
+		"to return 0 once it woke, but the process %s. Its stderr:\n%s", how, err);
+}
+END_TEST
+
 /* ---- Many, and idle ------------------------------------------------------- */
 
 static long woken;
@@ -1067,6 +1156,7 @@ static Suite *hub_suite(void)
 	th_test(tc, all_asleep_is_reported_not_a_hang);
 	th_test(tc, all_asleep_report_lists_twenty_coroutines_and_counts_the_rest);
 	th_test(tc, idle_hub_sleeps_in_the_kernel);
+	th_test(tc, a_signal_that_interrupts_epoll_wait_is_harmless);
 
 	tc = th_tcase(s, "server", "green_read wait_fd poll");
 	th_test(tc, ten_thousand_clients_are_served_at_once);

@@ -3,8 +3,9 @@
  * close or by the peer leaving, one waiter per fd and direction, a reader and
  * a writer on one fd, waits with deadlines, timers that fire while sockets
  * keep the hub busy, every event of one epoll_wait dispatched, green_read's
- * hint to the hub, "all asleep" reported instead of a hang, the dump, ten
- * thousand sleepers, an idle hub that sleeps in the kernel, the watchdog, and
+ * hint to the hub, a table that moves under a waiter, a signal that
+ * interrupts epoll_wait, "all asleep" reported instead of a hang, the dump,
+ * ten thousand sleepers, an idle hub that sleeps in the kernel, the watchdog, and
  * the server with ten thousand clients at once. Assertions run on the main
  * stack, after co_run() returns. Each test case is tagged with exactly the
  * TODOs its tests need: a test waits with hub_wait_fd() itself, not through

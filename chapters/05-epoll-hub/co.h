@@ -51,8 +51,9 @@ size_t co_count(void);
 
 /* Run until every coroutine has ended: returns 0. If they all wait and
  * nothing can ever wake them (no socket, no timer), prints "co: all
- * coroutines are asleep" with co_dump() to stderr and returns -1; -1 too if
- * the hub cannot start (reported on stderr). */
+ * coroutines are asleep" with co_dump()'s first 20 coroutines (and how many
+ * more) to stderr and returns -1; -1 too if the hub cannot start (reported
+ * on stderr). */
 int co_run(void);
 
 /* Cancel every coroutine but the running one: whatever each waits for, it

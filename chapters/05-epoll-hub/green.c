@@ -45,10 +45,14 @@ ssize_t green_read(int fd, void *buf, size_t len)
 	 * when there was nothing to read, park until fd is readable with
 	 * hub_wait_fd(fd, HUB_READ, -1) and go round again; if that wait
 	 * fails (ECANCELED, EBADF...), return -1 with its errno.
-	 * Hint: the hint only saves system calls. Without it (read, and wait
-	 * on EAGAIN) every test passes too, at one failed read per echo.
+	 * Hint: the hint only saves system calls (without it, a read() that
+	 * fails with EAGAIN per echo), but two tests check that you give it:
+	 * hub_may_read(fd) must be false after a short read, and while parked.
 	 * Tests: reader_parks_until_data_arrives, peer_leaving_wakes_the_reader,
-	 * and every server test.
+	 * a_short_read_tells_the_hub_the_socket_is_drained,
+	 * a_read_that_would_block_tells_the_hub_before_parking,
+	 * a_read_whose_fd_is_closed_fails_even_if_the_number_is_reused, and the
+	 * echo suites (short reads and EINTR too).
 	 */
 	return read(fd, buf, len);
 }

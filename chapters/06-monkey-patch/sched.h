@@ -25,9 +25,13 @@ struct co_wait {
 	co_id other;            /* for join */
 };
 
+/* A coroutine's name, the terminating NUL included: a whole number of 8-byte
+ * words, which co.c publishes one by one to the watchdog thread. */
+enum { CO_NAME_SIZE = 48 };
+
 struct co {
 	co_id id;
-	char name[48];
+	char name[CO_NAME_SIZE];
 	enum co_state state;
 	void *sp;               /* stack pointer while not running */
 	co_fn *fn;
@@ -63,9 +67,13 @@ struct co *co_all(void);
 /* Milliseconds on the monotonic clock. */
 int64_t co_now_ms(void);
 
-/* For the watchdog thread (atomic reads): switches so far, and the running
- * coroutine's id (0 while the scheduler runs). */
+/* For the watchdog thread, safe to call from any thread: switches so far,
+ * and the running coroutine's id (0 while the scheduler runs) with a copy
+ * of its name in name, as the hub thread last published them. */
 uint64_t co_switches(void);
-co_id co_running(void);
+co_id co_running(char name[CO_NAME_SIZE]);
+
+/* co_dump(), but only the first most coroutines, then how many more. */
+void co_dump_first(FILE *out, size_t most);
 
 #endif

@@ -152,7 +152,11 @@ int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 	 * Hint: take hub.fds[fd] again after parking: another coroutine may
 	 * have grown (realloc'ed) the table meanwhile, so f may be stale.
 	 * Tests: second_waiter_on_the_same_fd_gets_ebusy,
-	 * closing_an_fd_wakes_its_waiter, and every server test.
+	 * closing_an_fd_wakes_its_waiter, a_parked_reader_wakes_once_per_readiness,
+	 * a_wait_with_a_deadline_times_out, a_reader_and_a_writer_wait_on_one_fd,
+	 * a_wait_outlives_the_fd_table_growing,
+	 * all_asleep_is_reported_once_the_fd_waits_are_over,
+	 * dump_lists_coroutines_and_what_they_wait_for, and the echo suites.
 	 */
 	if (f->waiter[dir] != NULL) {
 		errno = EBUSY;
@@ -282,7 +286,11 @@ bool hub_poll(void)
 	 * Hint: expire the timers after the events, whether or not any came:
 	 * a timeout is how the timers get their turn.
 	 * Tests: sleepers_wake_in_deadline_order, all_asleep_is_reported_not_a_hang,
-	 * idle_hub_sleeps_in_the_kernel, and every server test.
+	 * idle_hub_sleeps_in_the_kernel,
+	 * a_hub_waiting_on_a_silent_socket_sleeps_in_the_kernel,
+	 * timers_fire_while_sockets_keep_the_hub_busy,
+	 * one_epoll_wait_wakes_every_ready_fd,
+	 * a_signal_that_interrupts_epoll_wait_is_harmless, and the echo suites.
 	 */
 	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
 		return false;

@@ -25,7 +25,10 @@ static void sift_up(struct timer_heap *heap, size_t i)
 	 * where it stopped. Every timer then is due no earlier than its parent,
 	 * so the root is due first.
 	 * Hint: sift_down() below does the same thing in the other direction.
-	 * Tests: sleepers_wake_in_deadline_order, ten_thousand_coroutines_sleep_and_wake.
+	 * Tests: timers_added_latest_first_come_out_earliest_first,
+	 * random_adds_and_removes_keep_the_heap_in_order (test_timers: it says
+	 * which slot went wrong, and after which step), sleepers_wake_in_deadline_order,
+	 * ten_thousand_coroutines_sleep_and_wake.
 	 */
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;

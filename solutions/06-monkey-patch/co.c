@@ -36,9 +36,23 @@ static struct {
 } sched;
 
 /* Read by the watchdog thread, hence atomic: how many switches so far, and
- * which coroutine is running (0: the scheduler). */
+ * which coroutine is running (id 0: the scheduler) and under what name. The
+ * watchdog cannot look at the struct co itself: the coroutine may rename
+ * itself meanwhile, or end and be unmapped. So the hub thread publishes the
+ * id and a copy of the name at every switch and every co_set_name(), under
+ * a sequence count that is odd while it writes (a seqlock): the watchdog
+ * copies them and tries again if the count moved meanwhile. Every word is
+ * an atomic, so that no byte is ever read while it is written (the C11
+ * seqlock of Boehm, "Can seqlocks get along with programming language
+ * memory models?", MSPC 2012). It costs a switch a dozen plain stores. */
+enum { NAME_WORDS = CO_NAME_SIZE / sizeof(uint64_t) };
+_Static_assert(CO_NAME_SIZE % sizeof(uint64_t) == 0, "CO_NAME_SIZE must be whole words");
 static _Atomic uint64_t switches;
-static _Atomic co_id running;
+static struct {
+	_Atomic uint32_t seq;
+	_Atomic co_id id;
+	_Atomic uint64_t name[NAME_WORDS];
+} running;
 
 int64_t co_now_ms(void)
 {
@@ -52,9 +66,37 @@ uint64_t co_switches(void)
 	return atomic_load_explicit(&switches, memory_order_relaxed);
 }
 
-co_id co_running(void)
+/* On the hub thread: co is running now (NULL: the scheduler). */
+static void publish_running(const struct co *co)
 {
-	return atomic_load_explicit(&running, memory_order_relaxed);
+	uint32_t seq = atomic_load_explicit(&running.seq, memory_order_relaxed);
+	atomic_store_explicit(&running.seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&running.id, co != NULL ? co->id : 0, memory_order_relaxed);
+	for (size_t i = 0; co != NULL && i < NAME_WORDS; i++) {
+		uint64_t word;
+		memcpy(&word, co->name + i * sizeof word, sizeof word);
+		atomic_store_explicit(&running.name[i], word, memory_order_relaxed);
+	}
+	atomic_store_explicit(&running.seq, seq + 2, memory_order_release);
+}
+
+co_id co_running(char name[CO_NAME_SIZE])
+{
+	uint64_t words[NAME_WORDS];
+	uint32_t before, after;
+	co_id id;
+	do {
+		before = atomic_load_explicit(&running.seq, memory_order_acquire);
+		id = atomic_load_explicit(&running.id, memory_order_relaxed);
+		for (size_t i = 0; i < NAME_WORDS; i++)
+			words[i] = atomic_load_explicit(&running.name[i], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		after = atomic_load_explicit(&running.seq, memory_order_relaxed);
+	} while ((before & 1) != 0 || before != after);
+	memcpy(name, words, CO_NAME_SIZE);
+	name[CO_NAME_SIZE - 1] = '\0';
+	return id;
 }
 
 struct co *co_current(void)
@@ -224,6 +266,7 @@ void co_set_name(const char *name)
 	size_t len = strnlen(name, sizeof co->name - 1);
 	memcpy(co->name, name, len);
 	co->name[len] = '\0';
+	publish_running(co);	/* the watchdog may be about to name it */
 }
 
 int co_park(void)
@@ -316,12 +359,12 @@ static void run(struct co *co)
 {
 	sched.current = co;
 	co->state = CO_RUNNING;
-	atomic_store_explicit(&running, co->id, memory_order_relaxed);
+	publish_running(co);
 	atomic_fetch_add_explicit(&switches, 1, memory_order_relaxed);
 	stack_tools_leave(&sched.tools, false, co->stack, co->stack_size);
 	co_switch(&sched.sp, &co->sp);
 	stack_tools_arrived(&sched.tools, NULL, NULL);
-	atomic_store_explicit(&running, 0, memory_order_relaxed);
+	publish_running(NULL);
 	atomic_fetch_add_explicit(&switches, 1, memory_order_relaxed);
 	sched.current = NULL;
 }
@@ -337,6 +380,10 @@ static void finish(struct co *co)
 	co_free(co);
 }
 
+/* How many coroutines the "all asleep" report lists: enough to see the
+ * pattern, not ten thousand lines. */
+enum { DUMP_WHEN_ASLEEP = 20 };
+
 int co_run(void)
 {
 	if (hub_open() < 0) {
@@ -350,7 +397,7 @@ int co_run(void)
 			if (hub_poll())
 				continue;
 			fprintf(stderr, "co: all coroutines are asleep, and nothing can wake them:\n");
-			co_dump(stderr);
+			co_dump_first(stderr, DUMP_WHEN_ASLEEP);
 			return -1;
 		}
 		run(co);

@@ -66,9 +66,19 @@ static void describe_wait(const struct co *co, char *text, size_t size)
 
 void co_dump(FILE *out)
 {
+	co_dump_first(out, SIZE_MAX);
+}
+
+void co_dump_first(FILE *out, size_t most)
+{
 	fprintf(out, "co: %zu coroutines; the hub has slept in epoll_wait %llu times\n",
 		co_count(), (unsigned long long)hub_loops());
+	size_t shown = 0;
 	for (const struct co *co = co_all(); co != NULL; co = co->next) {
+		if (shown++ == most) {
+			fprintf(out, "  ... and %zu more\n", co_count() - most);
+			break;
+		}
 		char wait[96];
 		describe_wait(co, wait, sizeof wait);
 		fprintf(out, "  #%-5llu %-28s %-8s %-32s stack %zu of %d KiB\n",
@@ -78,8 +88,9 @@ void co_dump(FILE *out)
 	fflush(out);
 }
 
-/* The watchdog thread. It shares nothing with the coroutines but two atomic
- * counters (co_counters() of the hub it watches) and its own settings. */
+/* The watchdog thread. It shares nothing with the coroutines but what the
+ * hub thread publishes for it (co_counters() of the hub it watches: atomics)
+ * and its own settings. */
 struct watchdog {
 	long ms;
 	FILE *out;
@@ -111,14 +122,16 @@ static void *watch(void *arg)
 			reported = false;
 			continue;
 		}
-		co_id hog = atomic_load_explicit(&counters->running, memory_order_relaxed);
-		if (hog == 0 || reported || now - since < dog->ms)
+		char name[CO_NAME_SIZE];
+		co_id hog = co_running(counters, name);
+		/* A switch since the count was read: whoever runs now has just
+		 * started. */
+		if (hog == 0 || reported || now - since < dog->ms ||
+		    atomic_load_explicit(&counters->switches, memory_order_relaxed) != seen)
 			continue;
-		/* Only the number: the coroutine's name belongs to the thread
-		 * running it, which may be writing it right now. */
-		fprintf(dog->out, "co: watchdog: coroutine #%llu has run for %lld ms without "
+		fprintf(dog->out, "co: watchdog: coroutine #%llu (%s) has run for %lld ms without "
 			"waiting; every other coroutine is stuck behind it\n",
-			(unsigned long long)hog, (long long)(now - since));
+			(unsigned long long)hog, name, (long long)(now - since));
 		fflush(dog->out);
 		reported = true;
 	}

@@ -25,9 +25,13 @@ struct co_wait {
 	co_id other;            /* for join */
 };
 
+/* A coroutine's name, the terminating NUL included: a whole number of 8-byte
+ * words, which co.c publishes one by one to the watchdog thread. */
+enum { CO_NAME_SIZE = 48 };
+
 struct co {
 	co_id id;
-	char name[48];
+	char name[CO_NAME_SIZE];
 	enum co_state state;
 	void *sp;               /* stack pointer while not running */
 	co_fn *fn;
@@ -60,13 +64,24 @@ void co_wake(struct co *co, int result);
 /* The first of all coroutines, for walking the list with ->next. */
 struct co *co_all(void);
 
-/* For a watchdog thread (atomic reads): switches so far, and the running
- * coroutine's id (0 while the scheduler runs). co_counters() returns the
- * calling thread's: chapter 08 runs a scheduler in each of several threads. */
+/* For a watchdog thread, all atomics: switches so far, and the running
+ * coroutine's id (0 while the scheduler runs) and name, which the hub thread
+ * publishes under a sequence count (co.c says how). co_counters() returns
+ * the calling thread's: chapter 08 runs a scheduler in each of several
+ * threads. */
 struct co_counters {
 	_Atomic uint64_t switches;
+	_Atomic uint32_t seq;   /* odd while the hub thread writes the next two */
 	_Atomic co_id running;
+	_Atomic uint64_t name[CO_NAME_SIZE / sizeof(uint64_t)];
 };
 struct co_counters *co_counters(void);
+
+/* From any thread: the id of the coroutine running on the hub these
+ * counters belong to (0: none) and a copy of its name. */
+co_id co_running(struct co_counters *counters, char name[CO_NAME_SIZE]);
+
+/* co_dump(), but only the first most coroutines, then how many more. */
+void co_dump_first(FILE *out, size_t most);
 
 #endif

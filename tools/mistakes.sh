@@ -17,7 +17,8 @@
 #   3. its output names the TODO ("This test checks TODO ... NAME ...");
 #   4. its output contains the mistake's symptom.
 #
-#   mistakes.sh [CHAPTER...]    default: every chapter with a catalogue
+#   mistakes.sh [CHAPTER | CHAPTER/NAME]...   default: every chapter with a
+#                                             catalogue
 # Logs: build/mistakes/CHAPTER/NAME/log.
 set -u
 
@@ -40,9 +41,11 @@ fi
 
 passed=0 failed=0
 printf '%-46s %-14s %-7s %7s %-6s %s\n' mistake TODO caught seconds named symptom
-for ch in "$@"; do
+for arg in "$@"; do
+	ch=${arg%%/*}
+	only=${arg#"$ch"}
 	[ -d "solutions/$ch" ] || { echo "mistakes.sh: no chapter solutions/$ch" >&2; exit 2; }
-	for patch in tests/mistakes/"$ch"/*.patch; do
+	for patch in tests/mistakes/"$ch"/${only:+${only#/}}*.patch; do
 		[ -e "$patch" ] || continue
 		name=$(basename "$patch" .patch)
 		todo=$(header TODO "$patch")

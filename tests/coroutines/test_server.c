@@ -80,8 +80,8 @@ END_TEST
 
 START_TEST(idle_server_sleeps)
 {
-	th_about("", "with nothing to do, the server must wait in the kernel (epoll_wait), "
-		 "not keep yielding");
+	th_about(th_promise()->idle_todos, "with nothing to do, the server must wait in the kernel "
+		 "(epoll_wait), not keep yielding");
 	struct th_server *server = th_start(NULL);
 	long used = idle_cpu_ms(server);
 	if (used > 20)
@@ -101,7 +101,8 @@ static Suite *server_suite(void)
 		tc = th_tcase(s, "stopping", th_promise()->echo_todos);
 		th_test(tc, stops_at_once_on_sigterm_with_an_idle_client_connected);
 	}
-	tc = th_tcase(s, "idle", "");
+	tc = th_tcase(s, "idle", th_promise()->idle_todos);
+	th_tcase_deadline(tc, 10);	/* it watches the server for half a second */
 	th_test(tc, th_promise()->spins_when_idle ? idle_server_burns_a_cpu
 							  : idle_server_sleeps);
 	return s;

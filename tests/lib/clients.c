@@ -50,7 +50,7 @@ int th_connect_small_window(const struct th_server *s, int rcvbuf)
 	 * backlog whether or not the server calls accept(); a connect() that
 	 * does not complete means that backlog is full. */
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	int timeout = th_ms(DEFAULT_TIMEOUT_MS);
+	int timeout = harness_cut_ms(DEFAULT_TIMEOUT_MS);
 	if (poll(&pfd, 1, timeout) <= 0)
 		harness_fail(SYMPTOM_NO_REPLY, "connect to %s:%s did not complete within %d ms: the "
 			     "server's backlog is full, so it accepts no one", s->host, s->port, timeout);
@@ -353,7 +353,7 @@ void th_check_echo(const void *sent, size_t sent_len, const struct th_reply *r)
 	/* A right beginning that stops short, while the connection stays
 	 * open: the server did not answer (the rest is about why). */
 	bool stalled = at == r->len && r->timed_out;
-	harness_fail(stalled ? SYMPTOM_NO_REPLY : SYMPTOM_CHECK,
+	harness_fail(!stalled ? SYMPTOM_CHECK : r->len == 0 ? SYMPTOM_NO_REPLY : SYMPTOM_STALLED,
 		"sent %zu bytes (%zu of them delivered) and expected them back uppercased, "
 		"but got %zu bytes (%s).\n"
 		"  First difference at byte %zu:\n"
@@ -395,7 +395,7 @@ void th_expect_eof(int fd)
 		th_fail("expected the server to close the connection, but it sent %zu more bytes: %s",
 			reply.len, show_bytes(reply.data, reply.len, 0, text, sizeof text));
 	if (!reply.eof)
-		harness_fail(SYMPTOM_NO_REPLY, "expected the server to close the connection; it kept "
+		harness_fail(SYMPTOM_STALLED, "expected the server to close the connection; it kept "
 			     "it open, silent, for %d ms%s", reply.waited_ms, reply.cut_short ?
 			     " (the test gave up early because an earlier test hung)" : "");
 	th_reply_free(&reply);

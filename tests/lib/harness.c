@@ -32,11 +32,11 @@ enum {
 	/* Check's own timeout comes this much later: time to write the report
 	 * (each server's state is sampled for a moment). */
 	REPORT_MARGIN_S = 10,
-	/* After a hang, the rest of the chapter's deadlines are cut to a
-	 * quarter (no less than a second), and a conversation ends after an
-	 * eighth of its time (no less than 250 ms) without a byte moving. */
-	AFTERMATH_CUT = 4,
-	AFTERMATH_DEADLINE_MS = 1000,
+	/* After a hang, the rest of the chapter's deadlines are cut to an
+	 * eighth (no less than half a second), and a conversation ends after
+	 * an eighth of its time (no less than 250 ms) without a byte moving. */
+	AFTERMATH_CUT = 8,
+	AFTERMATH_DEADLINE_MS = 500,
 	AFTERMATH_STALL_CUT = 8,
 	AFTERMATH_STALL_MS = 250,
 	MAX_TESTS = 256,
@@ -117,10 +117,11 @@ void th_sleep_ms(int ms)
 /* One hang is enough to know: once a test of this chapter's run has hung,
  * make check would otherwise wait out the same hang in every later test.
  * The chapter's makefile names a file (TH_HANG_FILE) and removes it before
- * the run; the first hang creates it, and later tests give up sooner: at a
- * quarter of their deadline, and in a conversation where nothing moves for
+ * the run; the first hang creates it, and later tests give up sooner: at an
+ * eighth of their deadline, and in a conversation where nothing moves for
  * an eighth of its time (their messages say so). A conversation that flows,
- * however slowly, goes on as usual. */
+ * however slowly, goes on as usual; a test that takes its time by design
+ * has a deadline of eight times that time at least. */
 bool harness_aftermath;
 
 void harness_note_hang(void)
@@ -144,6 +145,14 @@ static int cut_short(int ms, int floor)
 	if (!harness_aftermath || ms / AFTERMATH_CUT >= floor)
 		return harness_aftermath ? ms / AFTERMATH_CUT : ms;
 	return ms < floor ? ms : floor;
+}
+
+int harness_cut_ms(int ms)
+{
+	if (!harness_aftermath)
+		return th_ms(ms);
+	int cut = th_ms(ms) / AFTERMATH_STALL_CUT;
+	return cut > th_ms(AFTERMATH_STALL_MS) ? cut : th_ms(AFTERMATH_STALL_MS);
 }
 
 int harness_stall_ms(int timeout_ms)
@@ -257,8 +266,9 @@ static _Noreturn void fail_v(enum symptom symptom, const char *cause, const char
 
 	/* What happened to the servers decides what is likely wrong. */
 	int crashed = 0, signal = 0;
-	int ended = harness_reap_servers(&t, symptom != SYMPTOM_NO_REPLY, &crashed, &signal);
-	bool hung = ended == 0 && symptom == SYMPTOM_NO_REPLY && harness_n_servers > 0;
+	bool waited = symptom == SYMPTOM_NO_REPLY || symptom == SYMPTOM_STALLED;
+	int ended = harness_reap_servers(&t, !waited, &crashed, &signal);
+	bool hung = ended == 0 && waited && harness_n_servers > 0;
 	bool busy = false;
 	if (hung) {
 		busy = harness_diagnose_servers(&t);
@@ -278,11 +288,11 @@ static _Noreturn void fail_v(enum symptom symptom, const char *cause, const char
 		text_add(&t, "\n  Likely cause: a loop that never waits: it goes round and round (on "
 			 "EAGAIN, say) without ever parking or sleeping, so nothing else runs. The "
 			 "backtrace above shows where.");
-	else if (current.hint[0] != '\0' && symptom != SYMPTOM_SETUP)
+	else if (current.hint[0] != '\0' && symptom != SYMPTOM_SETUP && symptom != SYMPTOM_NO_REPLY)
 		text_add(&t, "\n  Likely cause: %s.", current.hint);
 	else if (hung)
 		text_add(&t, "\n  Likely cause: the server is waiting for something that never comes: "
-			 "a wake-up that was lost, or a wait on the wrong thing.");
+			 "a wake-up that was lost, or a wait on the wrong fd, direction or condition.");
 	fail_here(buf);
 }
 

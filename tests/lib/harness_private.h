@@ -31,7 +31,8 @@ void text_add_indented(struct text *t, const char *s, int max_lines);
 /* What went wrong, as the failure's reader will want it named. */
 enum symptom {
 	SYMPTOM_CHECK,     /* a test's own check failed: its hint applies */
-	SYMPTOM_NO_REPLY,  /* a wait for the server ran out */
+	SYMPTOM_NO_REPLY,  /* a wait for the server ran out, nothing came */
+	SYMPTOM_STALLED,   /* ...after part of the reply came: its hint applies */
 	SYMPTOM_SETUP,     /* the harness itself could not do its part */
 };
 _Noreturn void harness_fail(enum symptom symptom, const char *fmt, ...)
@@ -43,6 +44,10 @@ _Noreturn void harness_fail_because(const char *cause, const char *fmt, ...)
 /* Clocks and deadlines. */
 long long harness_now_ms(void);
 int harness_ms_until(long long deadline);
+/* A wait of ms milliseconds, stretched by TH_TIME_SCALE, and cut to an
+ * eighth (but no less than 250 ms) once a test of this run has hung: for
+ * waits that cannot tell slow from stuck (a connect, an exit). */
+int harness_cut_ms(int ms);
 /* How long a conversation that may take timeout_ms may go without a byte
  * moving before it is given up: 0 (no limit but its deadline), or, once a
  * test of this run has hung, a quarter of it. */

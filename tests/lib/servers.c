@@ -431,7 +431,7 @@ static bool wait_for_stderr(const struct th_server *s, off_t from, int ms)
 		if (size != seen) {
 			seen = size;
 			still_since = harness_now_ms();
-		} else if (seen > from && harness_now_ms() - still_since >= th_ms(300)) {
+		} else if (seen > from && harness_now_ms() - still_since >= th_ms(150)) {
 			return true;
 		}
 	}
@@ -452,7 +452,12 @@ static int busy_percent(const struct th_server *s, int sample_ms)
 		return -1;
 	long long wall = harness_now_ms() - start;
 	long tick_ms = 1000 / sysconf(_SC_CLK_TCK);
-	return wall > 0 ? (int)((long long)(after - before) * tick_ms * 100 / wall) : -1;
+	if (wall <= 0)
+		return -1;
+	/* Clock ticks are coarse: a sample may count a tick more than the
+	 * moment held. More than one CPU's worth is a threaded server's. */
+	long long percent = (long long)(after - before) * tick_ms * 100 / wall;
+	return (int)percent;
 }
 
 /* Ask the threads of the server that are on the CPU (or, if none is, its
@@ -510,11 +515,11 @@ static bool diagnose(struct text *t, struct th_server *s, int number)
 	if (busy < 0)
 		return false;
 	if (promise->spins_when_idle)
-		text_add(t, "\n  The%s server is still running, at %d%% of a CPU (this chapter's "
-			 "server always spins, so that says nothing).", which, busy);
+		text_add(t, "\n  The%s server is still running, using the CPU (this chapter's "
+			 "server always spins, so that says nothing).", which);
 	else if (busy >= 50)
-		text_add(t, "\n  HUNG: the%s server is still running, busy on the CPU (%d%% of one), "
-			 "and answers nobody.", which, busy);
+		text_add(t, "\n  HUNG: the%s server is still running, busy on the CPU (about %d%% of "
+			 "one), and answers nobody.", which, busy > 100 ? 100 : busy);
 	else
 		text_add(t, "\n  HUNG: the%s server is still running, asleep (%d%% of a CPU): it is "
 			 "waiting for something.", which, busy);
@@ -632,7 +637,8 @@ void th_stop(struct th_server *s)
 		harness_fail(SYMPTOM_SETUP, "kill %d: %s", (int)pid, strerror(errno));
 
 	int status;
-	long long deadline = harness_now_ms() + th_ms(STOP_TIMEOUT_MS);
+	int wait_ms = harness_cut_ms(STOP_TIMEOUT_MS);
+	long long deadline = harness_now_ms() + wait_ms;
 	pid_t done;
 	while ((done = waitpid(pid, &status, WNOHANG)) == 0 && harness_now_ms() < deadline)
 		th_sleep_ms(10);
@@ -649,7 +655,7 @@ void th_stop(struct th_server *s)
 				     "the server waits in a call that the signal does not end, or it "
 				     "handles the signal without stopping what it waits for",
 				     "HUNG: the server did not exit within %d ms of SIGTERM (so it was "
-				     "killed).%s", th_ms(STOP_TIMEOUT_MS), report);
+				     "killed).%s", wait_ms, report);
 	}
 	s->pid = 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

@@ -19,7 +19,7 @@ static const struct th_promise promises[] = {
 	  .coroutine_todos = "switch first_frame" },
 	/* From chapter 05 on, the hub sleeps in epoll_wait: nothing spins. */
 	{ "05-epoll-hub", .echo_todos = "green_read wait_fd poll", .retry_todos = "green_read wait_fd poll",
-	  .idle_todos = "poll", .dump_signal = SIGUSR1 },
+	  .idle_todos = "poll", .hub_todos = "wait_fd poll", .dump_signal = SIGUSR1 },
 	/* Chapter 02's server, unchanged, linked with the patch: concurrent on
 	 * green threads, asleep in epoll_wait when idle. Its own code handles
 	 * short I/O and EINTR; the patch must only pass them through. */

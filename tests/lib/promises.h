@@ -16,6 +16,7 @@ struct th_promise {
 	const char *retry_todos; /* TODOs whose absence breaks short or interrupted I/O */
 	const char *coroutine_todos; /* TODOs tests/coroutines checks */
 	const char *idle_todos;  /* TODOs that make an idle server sleep */
+	const char *hub_todos;   /* TODOs of the hub itself (tests/hub) */
 	int dump_signal;         /* makes the server print its coroutines, or 0 */
 };
 

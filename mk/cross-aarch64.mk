@@ -52,3 +52,8 @@ TEST_RUNNER := qemu-aarch64
 # program, cannot, and its loader says so ("ERROR: ld.so: object ... cannot be
 # preloaded ... ignored") on the server's stderr before the server starts.
 export TH_WRAPPER := $(TEST_RUNNER)
+
+# Emulated, the code runs several times slower: every deadline of the
+# harness (TH_TIME_SCALE) and Check's timeouts stretch alike.
+export TH_TIME_SCALE := 3
+export CK_TIMEOUT_MULTIPLIER := 3

@@ -111,9 +111,9 @@ static __attribute__((noinline)) void loop_setjmp(long round_trips)
  * the chapter's first frame, taken off the run queue because the benchmark
  * switches to it by hand. Returns its stack pointer. Its first switch starts
  * co_trampoline(), which runs the function of sched.current: this one. */
-static void *other_side(co_fn *fn)
+static void *other_side(co_fn *fn, void *arg)
 {
-	if (!co_spawn(fn, NULL))
+	if (!co_spawn(fn, arg))
 		die("co_spawn");
 	sched.current = dequeue();
 	return sched.current->sp;
@@ -130,7 +130,7 @@ static void other_asm(void *arg)
 
 static void setup_asm(void)
 {
-	asm_other = other_side(other_asm);
+	asm_other = other_side(other_asm, NULL);
 }
 
 static __attribute__((noinline)) void loop_asm(long round_trips)
@@ -150,13 +150,83 @@ static void other_variant(void *arg)
 
 static void setup_variant(void)
 {
-	variant_other = other_side(other_variant);
+	variant_other = other_side(other_variant, NULL);
 }
 
 static __attribute__((noinline)) void loop_variant(long round_trips)
 {
 	for (long i = 0; i < round_trips; i++)
 		co_switch_variant(&variant_main, &variant_other);
+}
+
+/* ---- the same two switches, called as programs call them ---- */
+
+/* Above, each side calls the switch straight from its loop. In a program a
+ * switch is called from a function that was called in turn (co_yield() from
+ * a coroutine's code), and whether the CPU predicts the `ret` then depends
+ * on where each side called from: its prediction is the return address of
+ * the latest call made on this CPU, whichever stack that was on. Here every
+ * switch sits under two levels of real calls (the empty asm after each call
+ * keeps the compiler from making it a jump), on both sides from the same
+ * two functions ("one call site"), or each side from its own ("two call
+ * sites"), as the scheduler and a coroutine do in the chapter's code. */
+typedef void switch_fn(void **from, void *const *to);
+
+struct deep {
+	switch_fn *sw;
+	bool apart;		/* each side from call sites of its own */
+	void *main_sp, *other_sp;
+};
+
+static __attribute__((noinline)) void site_a_inner(switch_fn *sw, void **from, void *const *to)
+{
+	sw(from, to);
+	__asm__ volatile("" ::: "memory");
+}
+
+static __attribute__((noinline)) void site_a(switch_fn *sw, void **from, void *const *to)
+{
+	site_a_inner(sw, from, to);
+	__asm__ volatile("" ::: "memory");
+}
+
+static __attribute__((noinline)) void site_b_inner(switch_fn *sw, void **from, void *const *to)
+{
+	sw(from, to);
+	__asm__ volatile("" ::: "memory");
+}
+
+static __attribute__((noinline)) void site_b(switch_fn *sw, void **from, void *const *to)
+{
+	site_b_inner(sw, from, to);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void other_deep(void *arg)
+{
+	struct deep *d = arg;
+	for (;;) {
+		if (d->apart)
+			site_b(d->sw, &d->other_sp, &d->main_sp);
+		else
+			site_a(d->sw, &d->other_sp, &d->main_sp);
+	}
+}
+
+static struct deep deep_jmp_one = { co_switch, false, NULL, NULL };
+static struct deep deep_ret_one = { co_switch_variant, false, NULL, NULL };
+static struct deep deep_jmp_two = { co_switch, true, NULL, NULL };
+static struct deep deep_ret_two = { co_switch_variant, true, NULL, NULL };
+
+static void setup_deep(struct deep *d)
+{
+	d->other_sp = other_side(other_deep, d);
+}
+
+static __attribute__((noinline)) void loop_deep(struct deep *d, long round_trips)
+{
+	for (long i = 0; i < round_trips; i++)
+		site_a(d->sw, &d->main_sp, &d->other_sp);
 }
 
 /* ---- Boost.Context's fcontext, where build.mk found libboost_context ---- */
@@ -277,6 +347,7 @@ struct way {
 	void (*setup)(void);
 	void (*loop)(long round_trips);
 	void (*finish)(void);
+	struct deep *deep;	/* a deep way: setup_deep() and loop_deep() on this */
 	long round_trips;	/* per run, to last about RUN_SECONDS */
 	double ns[RUNS];	/* per switch, in each run */
 };
@@ -284,20 +355,49 @@ struct way {
 #if defined(__x86_64__)
 static const char asm_name[] = "co_switch (ch. 04), pop + jmp";
 static const char variant_name[] = "co_switch ending in ret";
+static const char deep_asm_one_name[] = "  2 calls deep, 1 site: pop + jmp";
+static const char deep_variant_one_name[] = "  2 calls deep, 1 site: ret";
+static const char deep_asm_two_name[] = "  2 calls deep, 2 sites: pop + jmp";
+static const char deep_variant_two_name[] = "  2 calls deep, 2 sites: ret";
 #else
 static const char asm_name[] = "co_switch (ch. 04), ret";
 static const char variant_name[] = "co_switch ending in br x30";
+static const char deep_asm_one_name[] = "  2 calls deep, 1 site: ret";
+static const char deep_variant_one_name[] = "  2 calls deep, 1 site: br x30";
+static const char deep_asm_two_name[] = "  2 calls deep, 2 sites: ret";
+static const char deep_variant_two_name[] = "  2 calls deep, 2 sites: br x30";
 #endif
 
+static void way_setup(struct way *w)
+{
+	if (w->deep != NULL)
+		setup_deep(w->deep);
+	else
+		w->setup();
+}
+
+static void way_loop(struct way *w, long round_trips)
+{
+	if (w->deep != NULL)
+		loop_deep(w->deep, round_trips);
+	else
+		w->loop(round_trips);
+}
+
 static struct way ways[] = {
-	{ "asm", asm_name, setup_asm, loop_asm, NULL, 0, { 0 } },
-	{ "variant", variant_name, setup_variant, loop_variant, NULL, 0, { 0 } },
-	{ "setjmp", "_setjmp/_longjmp (ch. 03)", setup_setjmp, loop_setjmp, NULL, 0, { 0 } },
+	{ "asm", asm_name, setup_asm, loop_asm, NULL, NULL, 0, { 0 } },
+	{ "variant", variant_name, setup_variant, loop_variant, NULL, NULL, 0, { 0 } },
+	{ "deep_asm_one", deep_asm_one_name, NULL, NULL, NULL, &deep_jmp_one, 0, { 0 } },
+	{ "deep_variant_one", deep_variant_one_name, NULL, NULL, NULL, &deep_ret_one, 0, { 0 } },
+	{ "deep_asm_two", deep_asm_two_name, NULL, NULL, NULL, &deep_jmp_two, 0, { 0 } },
+	{ "deep_variant_two", deep_variant_two_name, NULL, NULL, NULL, &deep_ret_two, 0, { 0 } },
+	{ "setjmp", "_setjmp/_longjmp (ch. 03)", setup_setjmp, loop_setjmp, NULL, NULL, 0, { 0 } },
 #ifdef BENCH_BOOST_CONTEXT
-	{ "boost", "Boost.Context jump_fcontext", setup_boost, loop_boost, NULL, 0, { 0 } },
+	{ "boost", "Boost.Context jump_fcontext", setup_boost, loop_boost, NULL, NULL, 0, { 0 } },
 #endif
-	{ "ucontext", "swapcontext (ucontext)", setup_ucontext, loop_ucontext, NULL, 0, { 0 } },
-	{ "threads", "two threads, mutex + condvar", setup_threads, loop_threads, finish_threads, 0, { 0 } },
+	{ "ucontext", "swapcontext (ucontext)", setup_ucontext, loop_ucontext, NULL, NULL, 0, { 0 } },
+	{ "threads", "two threads, mutex + condvar", setup_threads, loop_threads, finish_threads, NULL,
+	  0, { 0 } },
 };
 enum { WAYS = sizeof ways / sizeof ways[0] };
 
@@ -313,7 +413,7 @@ static double seconds_now(void)
 static double time_run(struct way *w, long round_trips)
 {
 	double start = seconds_now();
-	w->loop(round_trips);
+	way_loop(w, round_trips);
 	return seconds_now() - start;
 }
 
@@ -395,8 +495,8 @@ static int count_only(const char *key, const char *n)
 			continue;
 		printf("%s\n", ways[i].name);
 		fflush(stdout);
-		ways[i].setup();
-		ways[i].loop(strtol(n, NULL, 10));
+		way_setup(&ways[i]);
+		way_loop(&ways[i], strtol(n, NULL, 10));
 		if (ways[i].finish != NULL)
 			ways[i].finish();
 		return 0;
@@ -415,7 +515,7 @@ int main(int argc, char **argv)
 	}
 	int cpu = pin_to_one_cpu();
 	for (int i = 0; i < WAYS; i++) {
-		ways[i].setup();
+		way_setup(&ways[i]);
 		calibrate(&ways[i]);
 	}
 	for (int r = 0; r < RUNS; r++)

@@ -21,9 +21,15 @@
  * a millisecond on loopback, so 300 ms of silence is unambiguous. */
 enum { SILENCE_MS = 300 };
 
+/* Send text and expect its echo within 2 s: plenty for a few bytes. */
 static void echo_text(int fd, const char *text)
 {
-	th_expect_echo(fd, text, strlen(text));
+	struct th_exchange ex = { .send = text, .send_len = strlen(text), .want = strlen(text),
+				  .timeout_ms = 2000 };
+	struct th_reply reply;
+	th_exchange(fd, &ex, &reply);
+	th_check_echo(text, strlen(text), &reply);
+	th_reply_free(&reply);
 }
 
 /* ---- accept_loop --------------------------------------------------------- */

@@ -203,7 +203,9 @@ static void wait_for_free_slot(void)
 	 * loop and no busy waiting: the last handler to end wakes us.
 	 * Hint: always wait in a while loop, never an if: a wake-up is a hint to
 	 * look again, not a promise (pthread_cond_wait(3) allows spurious ones).
-	 * Tests: cap_holds_until_a_client_leaves.
+	 * Tests: cap_holds_until_a_client_leaves, and
+	 * cap_holds_through_spurious_wakeups, where every other wait returns
+	 * without a wake-up.
 	 */
 }
 
@@ -225,8 +227,14 @@ static void handler_ended(bool served)
 	 * is lost. Under handlers.lock: decrement handlers.running, add one to
 	 * handlers.served if served, and signal handlers.ended so that a
 	 * wait_for_free_slot() or the shutdown drain waiting for it wakes up.
-	 * Hint: pthread_cond_signal wakes one waiter; there are at most two.
-	 * Tests: counts_every_connection_exactly.
+	 * Hint: broadcast, do not signal. Two threads may wait on handlers.ended
+	 * for different things: the accept loop for a free slot, the drain for
+	 * running to reach 0. pthread_cond_signal wakes one of them, perhaps the
+	 * accept loop while the drain waits for this very handler, which then
+	 * sleeps until its deadline; pthread_cond_broadcast wakes both, and each
+	 * looks again.
+	 * Tests: counts_every_connection_exactly, shutdown_ends_when_the_last_client_leaves,
+	 * failed_thread_start_drops_only_that_client, and the wait_for_slot ones.
 	 */
 	(void)served;
 }
@@ -240,7 +248,9 @@ static void *handler_thread(void *arg)
 	 * the socket, log "PEER disconnected" if verbose, free the struct, and
 	 * call handler_ended(true). Nobody joins a detached thread, so nobody
 	 * else can free what it was given.
-	 * Tests: serves_two_hundred_clients_at_once, counts_every_connection_exactly.
+	 * Tests: serves_two_hundred_clients_at_once, counts_every_connection_exactly,
+	 * each_handler_frees_its_client, verbose_flag_logs_each_client_by_its_address,
+	 * shutdown_waits_for_every_connected_client.
 	 */
 	(void)arg; (void)serve_client;
 	return NULL;
@@ -261,7 +271,8 @@ static void spawn_handler(int fd, const char *peer)
 	 * handler_ended(false): one client is dropped, the server goes on.
 	 * Hint: pthread_create returns the error number; it does not set errno.
 	 * Tests: serves_two_hundred_clients_at_once, idle_client_does_not_stall_others,
-	 * client_that_never_reads_does_not_stall_others.
+	 * client_that_never_reads_does_not_stall_others, ended_handlers_give_their_stacks_back,
+	 * shutdown_waits_for_every_connected_client, failed_thread_start_drops_only_that_client.
 	 */
 	serve_client(fd, peer);
 	close(fd);

@@ -116,7 +116,8 @@ static void serve_client(int fd, const char *peer)
 	 * so return. Retry a read that fails with EINTR; on any other error
 	 * report it with cli_warn() naming peer, and return.
 	 * Hint: read() returns as soon as some bytes are there, not a whole buffer.
-	 * Tests: the echo_loop cases (every byte value, 1 MiB, half-close).
+	 * Tests: the echo_loop cases (every byte value, 1 MiB, half-close), and the
+	 * short_io cases, whose shim makes some read() calls fail with EINTR.
 	 */
 	for (;;) {
 		ssize_t got = read(fd, buf, sizeof buf);

@@ -222,7 +222,8 @@ START_TEST(clients_that_leave_without_reading_raise_no_sigpipe)
 		int gone = th_connect(server);
 		th_send_without_reading(gone, 96 * 1024);
 		if (shutdown(gone, SHUT_WR) < 0)
-			th_fail("shutdown: %s", strerror(errno));
+			th_fail("the server dropped a client that was still sending (shutdown: %s); "
+				"did a read() that failed with EINTR end its echo loop?", strerror(errno));
 		wait_until_delivered(gone);
 		th_close(gone);
 	}

@@ -108,7 +108,8 @@ static const struct th_launch short_io = { .short_io = true };
 START_TEST(echoes_through_short_reads_and_writes)
 {
 	th_about(th_promise()->retry_todos, "write() moved fewer bytes than asked and the rest were never "
-		 "written: a write must be retried until every byte is out");
+		 "written: a write must be retried until every byte is out; or a read() or write() "
+		 "that failed with EINTR was taken as an error");
 	struct th_server *server = th_start(&short_io);
 	int fd = th_connect(server);
 	unsigned char *data = th_payload(64 * 1024, 6);

@@ -11,7 +11,9 @@ static const struct th_promise promises[] = {
 	/* One client at a time by design: a hostile client holds up everyone
 	 * else until it leaves, so the suites check that the server survives
 	 * each one and serves the next client afterwards. */
-	{ "01-blocking", .serial = true, .echo_todos = "echo_loop", .retry_todos = "write_all" },
+	{ "01-blocking", .serial = true, .echo_todos = "echo_loop", .retry_todos = "echo_loop write_all" },
+	/* Each client's echo runs in a handler thread of its own. */
+	{ "02-threads", .echo_todos = "spawn_handler handler_thread", .retry_todos = "" },
 	/* Coroutines that retry on EAGAIN: correct, but they never sleep. */
 	{ "03-setjmp", .spins_when_idle = true, .echo_todos = "run entry yield read_some",
 	  .retry_todos = "read_some", .coroutine_todos = "run entry yield" },

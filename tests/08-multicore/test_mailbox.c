@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -251,5 +252,9 @@ static Suite *mailbox_suite(void)
 
 int main(void)
 {
+	/* Fill what malloc() hands out with a pattern (mallopt(3), M_PERTURB):
+	 * a message field left unset is then garbage every time, not the
+	 * stale pointer of a freed message that happens to work. */
+	mallopt(M_PERTURB, 0xa5);
 	return th_run(mailbox_suite());
 }

@@ -139,7 +139,7 @@ static int demo_threads(void)
 
 /* ---- mutex -------------------------------------------------------------------- */
 
-enum { COUNTERS = 20, ROUNDS = 50 };
+enum { COUNTERS = 20, ROUNDS = 10 };
 static pthread_mutex_t counter_lock = PTHREAD_MUTEX_INITIALIZER;
 static long counter;
 
@@ -305,10 +305,10 @@ static void *wait_at_the_gate(void *arg)
 	return NULL;
 }
 
-/* Wait, for a second at most, until *value (under flag_lock) is want. */
+/* Wait, for half a second at most, until *value (under flag_lock) is want. */
 static void wait_until(const int *value, int want)
 {
-	for (int tries = 0; tries < 1000; tries++) {
+	for (int tries = 0; tries < 500; tries++) {
 		check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
 		int now = *value;
 		check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");

@@ -416,8 +416,12 @@ static int demo_fcntl(void)
 	if (flags < 0 || fcntl(pipefd[0], F_SETFL, flags | O_NONBLOCK) < 0)
 		die("fcntl F_SETFL");
 	show_flags("pipe after F_SETFL O_NONBLOCK", pipefd[0]);
+	/* This read must fail at once. Should it wait instead, with nobody to
+	 * write, SIGALRM ends the demo after a second. */
+	alarm(1);
 	if (read(pipefd[0], &byte, 1) < 0)
 		printf("read on the empty pipe: %s\n", strerror(errno));
+	alarm(0);
 	close(sock);
 	close(pipefd[0]);
 	close(pipefd[1]);

@@ -167,8 +167,9 @@ END_TEST
 
 START_TEST(preloaded_server_survives_short_reads_and_writes)
 {
-	th_about("patch_read", "with libgreen.so and the short-I/O shim both preloaded, the "
-		 "patched read must hand back whatever the shim lets through, and EINTR as is");
+	th_about("patch_read spawn_thread start_main", "with libgreen.so and the short-I/O shim "
+		 "both preloaded, chapter 02's server runs on green threads, and the patched read "
+		 "must hand back whatever the shim lets through, and EINTR as is");
 	struct th_server *server = start_preloaded(true);
 	enum { SIZE = 64 * 1024 };
 	unsigned char *data = th_payload(SIZE, 6);

@@ -160,7 +160,10 @@ static int start_thread(void *(*fn)(void *), void *arg, bool detached, co_id *id
 	 * Hint: the coroutine runs only after the caller parks or yields, so
 	 * t->id is set before run_thread() can look at it.
 	 * Tests: join_returns_the_thread_value, serves_ten_thousand_clients_on_one_thread,
-	 * and the shared echo suites.
+	 * preloaded_server_survives_short_reads_and_writes, the shared echo suites, and those
+	 * of what cannot be patched: raw_syscall_read_blocks_every_green_thread,
+	 * spinning_thread_starves_the_others, yielding_spinner_lets_the_others_run,
+	 * offload_lets_others_run_during_a_blocking_call, offload_resolves_a_name.
 	 */
 	(void)fn; (void)arg; (void)detached; (void)id; (void)run_thread;
 	return ENOSYS;
@@ -292,10 +295,13 @@ static int mutex_lock(pthread_mutex_t *m)
 	 * made us the owner, so nobody can take the mutex in between.
 	 * Hint: no loop and no test-and-set: one kernel thread, no preemption,
 	 * so nothing can run between reading owner and writing it.
-	 * Tests: mutex_keeps_a_counter_exact_across_parks, and the shared echo suites.
+	 * Tests: mutex_keeps_a_counter_exact_across_parks,
+	 * relocking_an_owned_mutex_fails_with_edeadlk,
+	 * mutex_goes_to_its_waiters_first_come_first_served, and the shared echo suites
+	 * (chapter 02's server counts its handlers under a mutex).
 	 */
 	(void)m;
-	return 0;
+	return ENOSYS;
 }
 
 int PATCHED(pthread_mutex_lock)(pthread_mutex_t *m)
@@ -386,8 +392,10 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 	 * before returning: pthread_cond_wait(3) returns holding it.
 	 * Hint: queue before unlocking. Unlocking can run no one (no
 	 * preemption), but the order is the one that is safe with threads.
-	 * Tests: cond_wakes_a_waiter_and_times_out, mutex_keeps_a_counter_exact_across_parks,
-	 * and the shared echo suites.
+	 * Tests: cond_wakes_a_waiter_and_times_out, timed_out_wait_returns_holding_the_mutex,
+	 * timed_out_waiter_leaves_the_queue, timed_wait_signalled_in_time_succeeds,
+	 * signal_wakes_one_waiter_and_broadcast_wakes_both,
+	 * cond_wait_without_the_mutex_fails_with_eperm.
 	 */
 	(void)c; (void)m; (void)deadline; (void)enqueue; (void)unqueue;
 	return 0;

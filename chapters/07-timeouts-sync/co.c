@@ -356,7 +356,9 @@ int co_cancel(co_id id)
 	 * next wait. co_cancel_all() below does the same for everyone.
 	 * Tests: cancel_wakes_a_waiting_receiver_with_ecanceled,
 	 * cancel_wakes_a_sleeper_and_a_reader_which_clean_up,
-	 * a_cancelled_coroutine_fails_every_later_wait, pool_cancel_ends_every_handler.
+	 * a_cancelled_coroutine_fails_every_later_wait,
+	 * cancelling_a_finished_coroutine_reports_esrch, pool_cancel_ends_every_handler,
+	 * semaphore_keeps_its_count_when_a_waiter_is_cancelled.
 	 */
 	(void)id;
 	errno = ENOSYS;

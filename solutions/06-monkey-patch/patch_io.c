@@ -106,6 +106,20 @@ static int wait_ready(int fd, enum hub_dir dir)
 	return ready < 0 ? -1 : 0;
 }
 
+/* The hub's hint that fd is read dry (hub.h), on the hub's thread only: it
+ * is cleared when the hub's epoll_wait reports fd readable, which never
+ * happens for a read off the hub, where wait_ready() polls instead. */
+static bool may_read(int fd)
+{
+	return !patch_can_park() || hub_may_read(fd);
+}
+
+static void drained(int fd)
+{
+	if (patch_can_park())
+		hub_drained(fd);
+}
+
 int PATCHED(socket)(int domain, int type, int protocol)
 {
 	return adopt(REAL(socket)(domain, type | SOCK_NONBLOCK, protocol), type & SOCK_NONBLOCK);
@@ -158,36 +172,39 @@ ssize_t PATCHED(read)(int fd, void *buf, size_t len)
 	/* EXERCISE patch_read: read(2) for a program that thinks it blocks.
 	 * An fd that is not FD_GREEN gets the real read, whatever it does.
 	 * For a green one, loop: unless the hub knows the socket is read dry
-	 * (hub_may_read(fd) false), call REAL(read); bytes or end of file
-	 * (>= 0): tell the hub if fewer than len came (hub_drained(fd), the
+	 * (may_read(fd) false), call REAL(read); bytes or end of file
+	 * (>= 0): tell the hub if fewer than len came (drained(fd), the
 	 * socket is most likely empty now) and return them. EAGAIN
-	 * (would_block()): hub_drained(fd), then wait_ready(fd, HUB_READ) and go
+	 * (would_block()): drained(fd), then wait_ready(fd, HUB_READ) and go
 	 * round again. Any other error, EINTR included (the program handles
 	 * that as it would from the kernel), or a failed wait: return -1.
 	 * Hint: calling read() here instead of REAL(read) calls this function
 	 * again, for ever: the dynamic linker binds read to the first
 	 * definition it finds, and that is this one.
 	 * Tests: patched_read_waits_for_a_green_writer, serves_ten_thousand_clients_on_one_thread,
+	 * preloaded_server_survives_short_reads_and_writes,
+	 * patched_serial_server_still_serves_one_client_at_a_time,
+	 * program_asking_for_nonblock_gets_eagain, clearing_nonblock_makes_reads_park_again,
 	 * and the shared echo suites.
 	 */
 	if (fd_kind(fd) != FD_GREEN)
 		return REAL(read)(fd, buf, len);
 	for (;;) {
-		if (hub_may_read(fd)) {
+		if (may_read(fd)) {
 			ssize_t got = REAL(read)(fd, buf, len);
 			if (got >= 0) {
 				if ((size_t)got < len)
-					hub_drained(fd);
+					drained(fd);
 				return got;
 			}
 			if (!would_block(errno))
 				return -1;
-			hub_drained(fd);
+			drained(fd);
 		}
 		if (wait_ready(fd, HUB_READ) < 0)
 			return -1;
 	}
-	/* STUB: (void)wait_ready; */
+	/* STUB: (void)wait_ready; (void)may_read; (void)drained; */
 	/* STUB: return REAL(read)(fd, buf, len); */
 	/* END patch_read */
 }
@@ -311,7 +328,9 @@ int PATCHED(fcntl)(int fd, int cmd, ...)
 	 * stay non-blocking for the hub.
 	 * Hint: a program that asked for O_NONBLOCK must get EAGAIN from
 	 * read(): the FD_NONBLOCK kind gives it the real read.
-	 * Tests: getfl_still_shows_a_blocking_socket, program_asking_for_nonblock_gets_eagain.
+	 * Tests: getfl_still_shows_a_blocking_socket,
+	 * setfl_with_the_flags_getfl_gave_keeps_the_fd_nonblocking,
+	 * program_asking_for_nonblock_gets_eagain, clearing_nonblock_makes_reads_park_again.
 	 */
 	if (cmd == F_GETFL) {
 		int flags = REAL(fcntl)(fd, F_GETFL);

@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 
 enum {
-	DEMO_TIMEOUT_MS = 10000,        /* a demo that should end ends well within this */
+	DEMO_TIMEOUT_MS = 3000,         /* a demo that should end ends well within this */
 	HANG_CHECK_MS = 1500,           /* a demo that should hang is given this long */
 	SILENCE_MS = 300,
 };
@@ -31,19 +31,55 @@ static int run_demo(const char *demo, int timeout_ms, char *out, size_t size)
 	return th_run_program(&launch, timeout_ms, out, size);
 }
 
-/* The demo must end with status 0 and print every line in lines. */
+/* What a demo's output says about the likely cause, in terms of the TODOs;
+ * "" when it says nothing special. */
+static const char *explain(const char *out)
+{
+	if (strstr(out, "pthread_mutex_unlock: Operation not permitted") != NULL)
+		return "\n  pthread_mutex_unlock failed with EPERM: the thread unlocking was not the "
+		       "mutex's owner. A pthread_mutex_lock that returned 0 must have made its caller "
+		       "the owner (gm->owner = co_self(), or the unlocking thread's hand-over), and "
+		       "pthread_cond_wait must return holding the mutex again.";
+	if (strstr(out, "Function not implemented") != NULL)
+		return "\n  ENOSYS (Function not implemented): a TODO still returns its stub's error.";
+	if (strstr(out, "all coroutines are asleep") != NULL)
+		return "\n  Every green thread was parked, waiting for something that can no longer "
+		       "happen: a wake-up was lost, or a thread waits for itself.";
+	return "";
+}
+
+/* How a demo that did not end well ended. */
+static void describe_end(int status, char *text, size_t size)
+{
+	if (status < 0)
+		snprintf(text, size, "it was still running (a green thread never woke)");
+	else if (status > 128)
+		snprintf(text, size, "it was killed by signal %d (%s)", status - 128,
+			 strsignal(status - 128));
+	else
+		snprintf(text, size, "it exited with status %d", status);
+}
+
+/* The demo must print every line in lines and end with status 0. */
 static void expect_demo(const char *demo, const char *const *lines)
 {
-	char out[4096];
+	char out[4096], how[128];
 	int status = run_demo(demo, DEMO_TIMEOUT_MS, out, sizeof out);
-	if (status != 0)
-		th_fail("patch_demo %s should end with status 0 within %d ms, but %s. It printed:\n%s",
-			demo, th_ms(DEMO_TIMEOUT_MS),
-			status < 0 ? "it was still running (a green thread never woke)" : "it failed", out);
-	for (int i = 0; lines[i] != NULL; i++)
+	describe_end(status, how, sizeof how);
+	const char *missing = NULL;
+	for (int i = 0; lines[i] != NULL && missing == NULL; i++)
 		if (strstr(out, lines[i]) == NULL)
-			th_fail("patch_demo %s should print \"%s\", but it printed:\n%s", demo, lines[i],
-				out);
+			missing = lines[i];
+	if (missing != NULL && status != 0)
+		th_fail("patch_demo %s should print \"%s\" and end with status 0 within %d ms, but "
+			"%s first. It printed:\n%s%s", demo, missing, th_ms(DEMO_TIMEOUT_MS), how, out,
+			explain(out));
+	if (missing != NULL)
+		th_fail("patch_demo %s should print \"%s\", but it printed:\n%s%s", demo, missing,
+			out, explain(out));
+	if (status != 0)
+		th_fail("patch_demo %s should end with status 0 within %d ms, but %s. It printed:\n%s%s",
+			demo, th_ms(DEMO_TIMEOUT_MS), how, out, explain(out));
 }
 
 /* The demo must still be running after HANG_CHECK_MS: it hangs. */
@@ -131,8 +167,9 @@ END_TEST
 
 START_TEST(preloaded_server_survives_short_reads_and_writes)
 {
-	th_about("patch_read", "with libgreen.so and the short-I/O shim both preloaded, the "
-		 "patched read must hand back whatever the shim lets through, and EINTR as is");
+	th_about("patch_read spawn_thread start_main", "with libgreen.so and the short-I/O shim "
+		 "both preloaded, chapter 02's server runs on green threads, and the patched read "
+		 "must hand back whatever the shim lets through, and EINTR as is");
 	struct th_server *server = start_preloaded(true);
 	enum { SIZE = 64 * 1024 };
 	unsigned char *data = th_payload(SIZE, 6);
@@ -183,13 +220,40 @@ END_TEST
 
 START_TEST(program_asking_for_nonblock_gets_eagain)
 {
-	th_about("fcntl_flags", "a program that sets O_NONBLOCK itself must see it, and get EAGAIN "
-		 "from a read with nothing to read, instead of parking");
+	th_about("fcntl_flags patch_read", "a program that sets O_NONBLOCK itself must see it, and "
+		 "get EAGAIN from a read with nothing to read, instead of parking: F_SETFL records "
+		 "the fd as FD_NONBLOCK, and the patched read gives such an fd the real read");
 	static const char *const lines[] = {
 		"pipe after F_SETFL O_NONBLOCK: O_NONBLOCK",
 		"read on the empty pipe: Resource temporarily unavailable", NULL,
 	};
 	expect_demo("fcntl", lines);
+}
+END_TEST
+
+START_TEST(setfl_with_the_flags_getfl_gave_keeps_the_fd_nonblocking)
+{
+	th_about("fcntl_flags", "fcntl(fd, F_SETFL, fcntl(fd, F_GETFL)) sets the flags the "
+		 "program saw, without O_NONBLOCK: the patched F_SETFL must keep the fd "
+		 "non-blocking in the kernel all the same, or the next read blocks the hub");
+	static const char *const lines[] = {
+		"pipe after F_SETFL with the flags F_GETFL gave: blocking",
+		"the kernel sees: O_NONBLOCK", NULL,
+	};
+	expect_demo("setfl", lines);
+}
+END_TEST
+
+START_TEST(clearing_nonblock_makes_reads_park_again)
+{
+	th_about("fcntl_flags patch_read", "a program that sets O_NONBLOCK and clears it again "
+		 "wants blocking reads back: F_SETFL must record the fd as FD_GREEN again, so that "
+		 "its read parks until a green writer has written, instead of failing with EAGAIN");
+	static const char *const lines[] = {
+		"pipe after setting O_NONBLOCK and clearing it: blocking",
+		"read 1 byte from a green writer after clearing O_NONBLOCK", NULL,
+	};
+	expect_demo("setfl", lines);
 }
 END_TEST
 
@@ -207,10 +271,12 @@ END_TEST
 START_TEST(join_returns_the_thread_value)
 {
 	th_about("spawn_thread start_main", "pthread_join must wait for the green thread and give "
-		 "back what it returned or passed to pthread_exit");
+		 "back what it returned or passed to pthread_exit; every thread must be on the "
+		 "threads list (prev and next linked), so that it is found in any order");
 	static const char *const lines[] = {
 		"joined a thread that returned 42",
 		"joined a thread that called pthread_exit(7)",
+		"joined three threads out of order: 2 3 1",
 		"a detached thread ran",
 		"a thread ran on after main called pthread_exit", NULL,
 	};
@@ -220,9 +286,28 @@ END_TEST
 
 START_TEST(mutex_keeps_a_counter_exact_across_parks)
 {
-	th_about("mutex_lock", "20 green threads each add 1 to a counter 50 times, parking between "
+	th_about("mutex_lock", "20 green threads each add 1 to a counter 10 times, parking between "
 		 "reading it and writing it back, under a mutex: no increment may be lost");
-	static const char *const lines[] = { "counter 1000 of 1000", NULL };
+	static const char *const lines[] = { "counter 200 of 200", NULL };
+	expect_demo("mutex", lines);
+}
+END_TEST
+
+START_TEST(relocking_an_owned_mutex_fails_with_edeadlk)
+{
+	th_about("mutex_lock", "a green mutex checks errors: its owner locking it again must get "
+		 "EDEADLK, not park waiting for itself");
+	static const char *const lines[] = { "its owner locking it again: Resource deadlock avoided",
+					     NULL };
+	expect_demo("mutex", lines);
+}
+END_TEST
+
+START_TEST(mutex_goes_to_its_waiters_first_come_first_served)
+{
+	th_about("mutex_lock", "threads that queue for a held mutex must get it in the order they "
+		 "asked: enqueue() at the back of gm->waiting, which unlock hands over from the front");
+	static const char *const lines[] = { "took it in the order abc", NULL };
 	expect_demo("mutex", lines);
 }
 END_TEST
@@ -235,6 +320,58 @@ START_TEST(cond_wakes_a_waiter_and_times_out)
 		"woken with the flag set",
 		"timed wait with nobody signalling: Connection timed out", NULL,
 	};
+	expect_demo("cond", lines);
+}
+END_TEST
+
+START_TEST(timed_out_wait_returns_holding_the_mutex)
+{
+	th_about("cond_wait", "pthread_cond_timedwait returns holding the mutex, timed out or not: "
+		 "mutex_lock() it back on every path");
+	static const char *const lines[] = { "the timed wait returned holding the mutex", NULL };
+	expect_demo("cond", lines);
+}
+END_TEST
+
+START_TEST(timed_out_waiter_leaves_the_queue)
+{
+	th_about("cond_wait", "a waiter whose deadline passed must take itself off the "
+		 "condition's queue (unqueue): it lives on its thread's stack, and a later signal "
+		 "would otherwise wake what is no longer there");
+	static const char *const lines[] = { "a signal with nobody waiting is lost", NULL };
+	expect_demo("cond", lines);
+}
+END_TEST
+
+START_TEST(timed_wait_signalled_in_time_succeeds)
+{
+	th_about("cond_wait", "a timed wait woken by a signal before its deadline returns 0, not "
+		 "ETIMEDOUT: hub_sleep_until() returns 0 either way, and w.woken tells them apart");
+	static const char *const lines[] = { "timed wait, signalled in time: Success", NULL };
+	expect_demo("cond", lines);
+}
+END_TEST
+
+START_TEST(signal_wakes_one_waiter_and_broadcast_wakes_both)
+{
+	th_about("cond_wait", "two threads waiting on one condition at once must both be queued: "
+		 "each signal wakes one of them, a broadcast wakes both (the waiters loop, as "
+		 "every caller must, so a spurious wake-up would do no harm)");
+	static const char *const lines[] = {
+		"one signal, two waiters: 1 took a ticket",
+		"a second signal: 2 took a ticket in all",
+		"one broadcast, two waiters: 2 went through", NULL,
+	};
+	expect_demo("cond", lines);
+}
+END_TEST
+
+START_TEST(cond_wait_without_the_mutex_fails_with_eperm)
+{
+	th_about("cond_wait", "pthread_cond_wait by a thread that does not own the mutex must fail "
+		 "with EPERM at once, not unlock someone else's mutex and park");
+	static const char *const lines[] = { "waiting without holding the mutex: Operation not "
+					     "permitted", NULL };
 	expect_demo("cond", lines);
 }
 END_TEST
@@ -309,7 +446,11 @@ static Suite *patch_suite(void)
 
 	tc = th_tcase(s, "fcntl", "fcntl_flags");
 	th_test(tc, getfl_still_shows_a_blocking_socket);
+	th_test(tc, setfl_with_the_flags_getfl_gave_keeps_the_fd_nonblocking);
+
+	tc = th_tcase(s, "fcntl and read", "fcntl_flags patch_read");
 	th_test(tc, program_asking_for_nonblock_gets_eagain);
+	th_test(tc, clearing_nonblock_makes_reads_park_again);
 
 	tc = th_tcase(s, "read", "patch_read");
 	th_test(tc, patched_read_waits_for_a_green_writer);
@@ -320,13 +461,23 @@ static Suite *patch_suite(void)
 	tc = th_tcase(s, "mutex", "mutex_lock");
 	th_tcase_deadline(tc, 10);
 	th_test(tc, mutex_keeps_a_counter_exact_across_parks);
+	th_test(tc, relocking_an_owned_mutex_fails_with_edeadlk);
+	th_test(tc, mutex_goes_to_its_waiters_first_come_first_served);
 
 	tc = th_tcase(s, "cond", "cond_wait");
 	th_test(tc, cond_wakes_a_waiter_and_times_out);
+	th_test(tc, timed_out_wait_returns_holding_the_mutex);
+	th_test(tc, timed_out_waiter_leaves_the_queue);
+	th_test(tc, timed_wait_signalled_in_time_succeeds);
+	th_test(tc, signal_wakes_one_waiter_and_broadcast_wakes_both);
+	th_test(tc, cond_wait_without_the_mutex_fails_with_eperm);
+
+	/* What the kernel says, whether or not any TODO is done. */
+	tc = th_tcase(s, "what the kernel sees", "");
+	th_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
 
 	tc = th_tcase(s, "cannot be patched", "start_main spawn_thread");
 	th_tcase_deadline(tc, 10);
-	th_test(tc, raw_syscall_sees_the_hidden_nonblocking_flag);
 	th_test(tc, raw_syscall_read_blocks_every_green_thread);
 	th_test(tc, spinning_thread_starves_the_others);
 	th_test(tc, yielding_spinner_lets_the_others_run);

@@ -6,3 +6,10 @@ test_co_LINK := $(HUB_SRCS)
 test_co_LIBS := -pthread
 test_mailbox_LINK := $(HUB_SRCS) mailbox.c
 test_mailbox_LIBS := -pthread
+# late_threads.so, preloaded into the server by one test, makes every new
+# thread start late. Built like the short-I/O shim: without the sanitizers.
+$(OUT)/late_threads.so: tests/08-multicore/late_threads.c $(OUT)/flags
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(DEBUG) $(WARNINGS) -fPIC -shared $< -o $@ -ldl -pthread
+
+build: $(OUT)/late_threads.so

@@ -374,7 +374,7 @@ static int64_t deadline_of(clockid_t clock, const struct timespec *abstime)
 		return co_now_ms();
 	int64_t left = (int64_t)(abstime->tv_sec - now.tv_sec) * 1000 +
 		       (abstime->tv_nsec - now.tv_nsec + 999999) / 1000000;
-	return co_now_ms() + (left > 0 ? left : 0);
+	return co_deadline_after(left > 0 ? left : 0);
 }
 
 /* pthread_cond_wait, with a deadline (-1: none). */

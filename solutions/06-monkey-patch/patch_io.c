@@ -282,7 +282,7 @@ int PATCHED(poll)(struct pollfd *pfds, nfds_t n, int timeout)
 	short events = n == 1 ? pfds[0].events & (POLLIN | POLLOUT) : 0;
 	if (!patch_can_park() || timeout == 0 || (events != POLLIN && events != POLLOUT))
 		return REAL(poll)(pfds, n, timeout);
-	int64_t deadline = timeout < 0 ? -1 : co_now_ms() + timeout;
+	int64_t deadline = timeout < 0 ? -1 : co_deadline_after(timeout);
 	for (;;) {
 		int ready = REAL(poll)(pfds, 1, 0);
 		if (ready != 0)

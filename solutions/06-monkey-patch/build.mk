@@ -16,18 +16,21 @@ SERIAL_SERVER := $(call server_source,01-blocking)
 # send every call to read in the objects it links to __wrap_read, and
 # __real_read to libc's read; main is wrapped to start the hub first.
 PATCHED_CALLS := main socket pipe pipe2 accept accept4 read write recv send connect poll \
-	close fcntl nanosleep usleep sleep sigwait pthread_create pthread_join pthread_detach \
-	pthread_exit pthread_self pthread_mutex_init pthread_mutex_destroy pthread_mutex_lock \
-	pthread_mutex_trylock pthread_mutex_unlock pthread_cond_init pthread_cond_destroy \
-	pthread_cond_wait pthread_cond_timedwait pthread_cond_signal pthread_cond_broadcast
+	close fclose close_range dup2 dup3 fcntl nanosleep usleep sleep sigwait pthread_create \
+	pthread_join pthread_detach pthread_exit pthread_self pthread_mutex_init \
+	pthread_mutex_destroy pthread_mutex_lock pthread_mutex_trylock pthread_mutex_timedlock \
+	pthread_mutex_clocklock pthread_mutex_unlock pthread_cond_init pthread_cond_destroy \
+	pthread_cond_wait pthread_cond_timedwait pthread_cond_clockwait pthread_cond_signal \
+	pthread_cond_broadcast
 comma := ,
 PATCH_LDFLAGS := $(foreach call,$(PATCHED_CALLS),-Wl$(comma)--wrap=$(call)) -pthread
 
 # echo_server: chapter 02's server, patched at link time; the shared suites
 # and make compare run it as chapter 06's server. threads_server: the same
 # source, not patched, for LD_PRELOAD=libgreen.so. serial_server: chapter
-# 01's server, patched at link time. patch_demo: the lesson's small demos.
-PROGRAMS := echo_server threads_server serial_server patch_demo
+# 01's server, patched at link time. patch_demo: the lesson's small demos;
+# patch_rules: what else programs of kernel threads rely on, kept.
+PROGRAMS := echo_server threads_server serial_server patch_demo patch_rules
 echo_server_SRCS := $(THREADS_SERVER) $(PATCH_SRCS) $(HUB_SRCS)
 echo_server_LIBS := $(PATCH_LDFLAGS)
 threads_server_SRCS := $(THREADS_SERVER)
@@ -36,6 +39,8 @@ serial_server_SRCS := $(SERIAL_SERVER) $(PATCH_SRCS) $(HUB_SRCS)
 serial_server_LIBS := $(PATCH_LDFLAGS)
 patch_demo_SRCS := patch_demo.c $(PATCH_SRCS) $(HUB_SRCS)
 patch_demo_LIBS := $(PATCH_LDFLAGS)
+patch_rules_SRCS := patch_rules.c $(PATCH_SRCS) $(HUB_SRCS)
+patch_rules_LIBS := $(PATCH_LDFLAGS)
 
 # libgreen.so: the same sources again, compiled for a shared library with
 # -DPATCH_PRELOAD (the real functions come from dlsym(RTLD_NEXT)), every

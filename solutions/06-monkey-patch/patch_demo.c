@@ -509,9 +509,12 @@ static int demo_setfl(void)
 
 static atomic_int stop;
 
+/* It sleeps first: the spinner's usleep(0) must let the hub's timers run
+ * too, not only the threads that are runnable. */
 static void *stop_the_spinner(void *arg)
 {
 	(void)arg;
+	usleep(10000);
 	atomic_store(&stop, 1);
 	return NULL;
 }

@@ -22,12 +22,12 @@ enum {
 
 /* ---- Helpers ------------------------------------------------------------------- */
 
-/* Run patch_demo with one argument; returns its exit status, -1 if it was
- * still running after timeout_ms. */
-static int run_demo(const char *demo, int timeout_ms, char *out, size_t size)
+/* Run program (patch_demo or patch_rules) with one argument; returns its
+ * exit status, -1 if it was still running after timeout_ms. */
+static int run_demo(const char *program, const char *demo, int timeout_ms, char *out, size_t size)
 {
 	const char *args[] = { demo, NULL };
-	struct th_launch launch = { .server = th_build_path("patch_demo"), .args = args };
+	struct th_launch launch = { .server = th_build_path(program), .args = args };
 	return th_run_program(&launch, timeout_ms, out, size);
 }
 
@@ -60,33 +60,42 @@ static void describe_end(int status, char *text, size_t size)
 		snprintf(text, size, "it exited with status %d", status);
 }
 
-/* The demo must print every line in lines and end with status 0. */
-static void expect_demo(const char *demo, const char *const *lines)
+/* The program's demo must print every line in lines and end with status 0;
+ * what it printed goes to out, if not NULL (4096 bytes). */
+static void expect_program(const char *program, const char *demo, const char *const *lines,
+			   char *printed)
 {
 	char out[4096], how[128];
-	int status = run_demo(demo, DEMO_TIMEOUT_MS, out, sizeof out);
+	int status = run_demo(program, demo, DEMO_TIMEOUT_MS, out, sizeof out);
 	describe_end(status, how, sizeof how);
 	const char *missing = NULL;
 	for (int i = 0; lines[i] != NULL && missing == NULL; i++)
 		if (strstr(out, lines[i]) == NULL)
 			missing = lines[i];
 	if (missing != NULL && status != 0)
-		th_fail("patch_demo %s should print \"%s\" and end with status 0 within %d ms, but "
-			"%s first. It printed:\n%s%s", demo, missing, th_ms(DEMO_TIMEOUT_MS), how, out,
+		th_fail("%s %s should print \"%s\" and end with status 0 within %d ms, but %s first. "
+			"It printed:\n%s%s", program, demo, missing, th_ms(DEMO_TIMEOUT_MS), how, out,
 			explain(out));
 	if (missing != NULL)
-		th_fail("patch_demo %s should print \"%s\", but it printed:\n%s%s", demo, missing,
+		th_fail("%s %s should print \"%s\", but it printed:\n%s%s", program, demo, missing,
 			out, explain(out));
 	if (status != 0)
-		th_fail("patch_demo %s should end with status 0 within %d ms, but %s. It printed:\n%s%s",
-			demo, th_ms(DEMO_TIMEOUT_MS), how, out, explain(out));
+		th_fail("%s %s should end with status 0 within %d ms, but %s. It printed:\n%s%s",
+			program, demo, th_ms(DEMO_TIMEOUT_MS), how, out, explain(out));
+	if (printed != NULL)
+		strcpy(printed, out);
+}
+
+static void expect_demo(const char *demo, const char *const *lines)
+{
+	expect_program("patch_demo", demo, lines, NULL);
 }
 
 /* The demo must still be running after HANG_CHECK_MS: it hangs. */
 static void expect_demo_hangs(const char *demo, const char *why)
 {
 	char out[4096];
-	int status = run_demo(demo, HANG_CHECK_MS, out, sizeof out);
+	int status = run_demo("patch_demo", demo, HANG_CHECK_MS, out, sizeof out);
 	if (status >= 0)
 		th_fail("patch_demo %s should hang, because %s; but it ended (status %d) and printed:\n%s",
 			demo, why, status, out);
@@ -433,6 +442,128 @@ START_TEST(offload_resolves_a_name)
 }
 END_TEST
 
+/* ---- What else programs of kernel threads rely on (patch_rules) -------------------- */
+
+/* The number printed right after `after` in the output, or -1. */
+static long number_after(const char *out, const char *after)
+{
+	const char *at = strstr(out, after);
+	return at != NULL ? strtol(at + strlen(after), NULL, 10) : -1;
+}
+
+START_TEST(threads_in_accept_on_one_socket_take_turns)
+{
+	th_about("start_main spawn_thread", "the hub lets one green thread wait per fd and "
+		 "direction (EBUSY for a second); kernel threads may all block in accept() on one "
+		 "socket, so the patch must queue the others behind the one waiting");
+	static const char *const lines[] = { "accepted 3 clients", NULL };
+	expect_program("patch_rules", "accept", lines, NULL);
+}
+END_TEST
+
+START_TEST(a_blocking_write_writes_everything)
+{
+	th_about("start_main spawn_thread", "a write() to an fd the program thinks blocks returns "
+		 "once every byte is out: the patch must go on writing what the first call left");
+	static const char *const lines[] = { "returned 1048576", NULL };
+	expect_program("patch_rules", "write", lines, NULL);
+}
+END_TEST
+
+START_TEST(recursive_and_errorcheck_initializers_keep_their_type)
+{
+	th_about("mutex_lock start_main spawn_thread", "PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP and "
+		 "PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP write the type into glibc's __kind field: "
+		 "the green mutex must leave it there, and a recursive mutex must count its "
+		 "owner's locks");
+	static const char *const lines[] = {
+		"recursive: locked after waiting for another thread",
+		"recursive: its owner locking it again: Success; unlocking twice: Success, Success",
+		"error-checking: its owner locking it again: Resource deadlock avoided",
+		"error-checking: unlocking it unlocked: Operation not permitted",
+		NULL,
+	};
+	expect_program("patch_rules", "kinds", lines, NULL);
+}
+END_TEST
+
+START_TEST(timed_locks_and_waits_park)
+{
+	th_about("mutex_lock cond_wait start_main spawn_thread", "pthread_mutex_timedlock, "
+		 "pthread_mutex_clocklock and pthread_cond_clockwait must park like their untimed "
+		 "kin: the real ones wait in the kernel and stop every green thread");
+	static const char *const names[] = { "pthread_mutex_timedlock", "pthread_mutex_clocklock",
+					     "pthread_cond_clockwait" };
+	static const char *const lines[] = { "pthread_mutex_timedlock: Connection timed out",
+					     "pthread_mutex_clocklock: Connection timed out",
+					     "pthread_cond_clockwait: Connection timed out", NULL };
+	char out[4096];
+	expect_program("patch_rules", "timed", lines, out);
+	for (int i = 0; i < 3; i++) {
+		char after[80];
+		snprintf(after, sizeof after, "%s: Connection timed out, while another thread slept "
+			 "10 ms ", names[i]);
+		long ticks = number_after(out, after);
+		if (ticks < 3)
+			th_fail("while %s waited 100 ms, another green thread should have slept 10 ms "
+				"about nine times; it did %ld times: the wait held the kernel thread. "
+				"It printed:\n%s", names[i], ticks, out);
+	}
+}
+END_TEST
+
+START_TEST(fds_closed_every_way_are_forgotten)
+{
+	th_about("start_main spawn_thread", "the hub keeps what it asked epoll for each fd; an fd "
+		 "closed behind its back (fclose, close_range, dup2, or close on another kernel "
+		 "thread) whose number comes back looks registered already, and its reader never "
+		 "wakes: the patch must forget it first");
+	static const char *const ways[] = { "fclose", "close_range", "dup2", "worker" };
+	for (int i = 0; i < 4; i++) {
+		char line[96];
+		snprintf(line, sizeof line, "after %s, a reader of a new pipe with the same number got "
+			 "its byte", ways[i]);
+		const char *const lines[] = { line, NULL };
+		expect_program("patch_rules", ways[i], lines, NULL);
+	}
+}
+END_TEST
+
+START_TEST(a_dup_left_open_does_not_make_the_hub_spin)
+{
+	th_about("start_main spawn_thread", "close() takes an fd out of the epoll set only if no "
+		 "other fd refers to its file; after a dup, the patch's close must take it out "
+		 "itself (hub_forget_fd), or every epoll_wait reports it");
+	static const char *const lines[] = { "a 500 ms sleep used", NULL };
+	char out[4096];
+	expect_program("patch_rules", "dup", lines, out);
+	long cpu = number_after(out, "a 500 ms sleep used ");
+	if (cpu > 100)
+		th_fail("with a dup of a closed, readable pipe open, a 500 ms sleep used %ld ms of "
+			"CPU: the hub went round and round on a registration left behind", cpu);
+}
+END_TEST
+
+START_TEST(a_burst_of_offloads_gets_its_workers)
+{
+	th_about("start_main spawn_thread", "offload_run starts a worker only when none is idle; "
+		 "four jobs at once behind one idle worker run one after another unless the "
+		 "queued jobs count too");
+	static const char *const lines[] = { "at most 4 ran at once", NULL };
+	expect_program("patch_rules", "burst", lines, NULL);
+}
+END_TEST
+
+START_TEST(a_cancelled_offload_lets_the_others_run)
+{
+	th_about("start_main spawn_thread", "a cancelled green thread cannot park, but its job "
+		 "lives on its stack: it must wait for the worker without blocking the hub's kernel "
+		 "thread (yield, not a blocking read)");
+	static const char *const lines[] = { "the job saw its word", NULL };
+	expect_program("patch_rules", "cancelled", lines, NULL);
+}
+END_TEST
+
 static Suite *patch_suite(void)
 {
 	Suite *s = th_suite("06-monkey-patch");
@@ -483,6 +614,19 @@ static Suite *patch_suite(void)
 	th_test(tc, yielding_spinner_lets_the_others_run);
 	th_test(tc, offload_lets_others_run_during_a_blocking_call);
 	th_test(tc, offload_resolves_a_name);
+
+	tc = th_tcase(s, "what threads rely on", "start_main spawn_thread");
+	th_tcase_deadline(tc, 10);
+	th_test(tc, threads_in_accept_on_one_socket_take_turns);
+	th_test(tc, a_blocking_write_writes_everything);
+	th_test(tc, fds_closed_every_way_are_forgotten);
+	th_test(tc, a_dup_left_open_does_not_make_the_hub_spin);
+	th_test(tc, a_burst_of_offloads_gets_its_workers);
+	th_test(tc, a_cancelled_offload_lets_the_others_run);
+	tc = th_tcase(s, "mutex kinds", "mutex_lock start_main spawn_thread");
+	th_test(tc, recursive_and_errorcheck_initializers_keep_their_type);
+	tc = th_tcase(s, "timed waits", "mutex_lock cond_wait start_main spawn_thread");
+	th_test(tc, timed_locks_and_waits_park);
 	return s;
 }
 

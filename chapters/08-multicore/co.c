@@ -411,6 +411,7 @@ int co_run(void)
 {
 	if (hub_open() < 0) {
 		fprintf(stderr, "co: cannot create the epoll instance: %s\n", strerror(errno));
+		co_watchdog_stop();
 		return -1;
 	}
 	/* A pass over the run queue: the coroutines runnable when it began.
@@ -428,6 +429,7 @@ int co_run(void)
 			}
 			fprintf(stderr, "co: all coroutines are asleep, and nothing can wake them:\n");
 			co_dump_first(stderr, DUMP_WHEN_ASLEEP);
+			co_watchdog_stop();
 			return -1;
 		}
 		run(co);
@@ -440,6 +442,7 @@ int co_run(void)
 			pass_left = sched.runnable;
 		}
 	}
+	co_watchdog_stop();
 	hub_close();
 	return 0;
 }

@@ -90,4 +90,8 @@ void co_dump(FILE *out);
  * by default). */
 int co_watchdog(long ms, FILE *out);
 
+/* Stop this thread's watchdog, if it has one: co_run() does whenever it
+ * returns, for the watchdog reads counters that end with the thread. */
+void co_watchdog_stop(void);
+
 #endif

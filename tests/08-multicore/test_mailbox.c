@@ -6,12 +6,14 @@
  * test instead of hanging it. */
 #define _GNU_SOURCE
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -240,6 +242,59 @@ START_TEST(messages_posted_while_the_hub_runs_one_still_run)
 }
 END_TEST
 
+/* ---- A hub thread's watchdog ends with it ---------------------------------------- */
+
+static long threads_now(void)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)getpid());
+	long n = 0;
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		th_fail("opendir %s: %s", path, strerror(errno));
+	for (struct dirent *e; (e = readdir(dir)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+static void nothing_much(void *arg)
+{
+	(void)arg;
+	co_sleep(10);
+}
+
+/* A hub thread as chapter 08's server runs one: a watchdog, a coroutine,
+ * co_run() until it is done; then the thread ends. */
+static void *short_lived_hub(void *arg)
+{
+	(void)arg;
+	if (co_watchdog(50, stderr) < 0 || co_spawn(nothing_much, NULL) == 0)
+		return (void *)"co_watchdog or co_spawn failed";
+	return co_run() == 0 ? NULL : (void *)"co_run() failed";
+}
+
+START_TEST(a_hub_threads_watchdog_ends_with_it)
+{
+	th_about("", "the watchdog reads counters that are its hub thread's own (_Thread_local): "
+		 "once that thread has ended they are gone, so its watchdog must stop first");
+	long before = threads_now();
+	pthread_t thread;
+	errno = pthread_create(&thread, NULL, short_lived_hub, NULL);
+	if (errno != 0)
+		th_fail("pthread_create: %s", strerror(errno));
+	void *failed;
+	pthread_join(thread, &failed);
+	if (failed != NULL)
+		th_fail("%s", (const char *)failed);
+	long after = threads_now();
+	if (after != before)
+		th_fail("a hub thread started a watchdog, ran its coroutines and ended; the process "
+			"had %ld threads before and %ld after: the watchdog thread lives on, reading "
+			"the ended thread's counters", before, after);
+}
+END_TEST
+
 static Suite *mailbox_suite(void)
 {
 	Suite *s = th_suite("08-multicore mailbox");
@@ -247,6 +302,8 @@ static Suite *mailbox_suite(void)
 	th_test(tc, messages_from_another_thread_run_on_the_hub_in_order);
 	th_test(tc, each_poster_keeps_its_order);
 	th_test(tc, messages_posted_while_the_hub_runs_one_still_run);
+	tc = th_tcase(s, "hub threads", "");
+	th_test(tc, a_hub_threads_watchdog_ends_with_it);
 	return s;
 }
 

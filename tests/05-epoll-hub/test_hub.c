@@ -197,7 +197,7 @@ START_TEST(second_waiter_on_the_same_fd_gets_ebusy)
 		 "so the second must get EBUSY at once instead of taking the first one's place");
 	th_trace_start();
 	th_socket_pair(pair);
-	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	co_spawn(waiting_reader, (void *)(intptr_t)300);
 	co_spawn(second_waiter, NULL);
 	run_all();
 	green_close(pair[0]);
@@ -325,7 +325,7 @@ static int high_fd = -1;
 static void waits_twice(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(pair[0], HUB_READ, in_ms(500)) < 0) {
+	if (hub_wait_fd(pair[0], HUB_READ, in_ms(300)) < 0) {
 		note_errno("the first wait");
 		return;
 	}
@@ -345,7 +345,7 @@ static void waits_twice(void *arg)
 static void waits_on_a_high_fd(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(high_fd, HUB_READ, in_ms(500)) < 0)
+	if (hub_wait_fd(high_fd, HUB_READ, in_ms(300)) < 0)
 		note_errno("the wait on the high fd");
 }
 
@@ -416,7 +416,7 @@ END_TEST
 static void waiting_writer(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(pair[0], HUB_WRITE, in_ms(500)) == 0)
+	if (hub_wait_fd(pair[0], HUB_WRITE, in_ms(300)) == 0)
 		th_note("writable ");
 	else
 		note_errno("the wait to write");
@@ -450,14 +450,14 @@ START_TEST(a_reader_and_a_writer_wait_on_one_fd)
 			break;
 		th_fail("filling a socket: %s", strerror(errno));
 	}
-	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	co_spawn(waiting_reader, (void *)(intptr_t)300);
 	co_spawn(waiting_writer, NULL);
 	co_spawn(other_end, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
 	th_expect_trace("xwritable ", "one coroutine waited to read a socket and another waited to "
-			"write it (500 ms at most each); then the peer wrote a byte and read "
+			"write it (300 ms at most each); then the peer wrote a byte and read "
 			"everything, so the next epoll_wait reports the socket readable and writable "
 			"at once, and wakes the reader, then the writer");
 }
@@ -470,7 +470,7 @@ static void loop_noting_reader(void *arg)
 {
 	int which = (int)(intptr_t)arg;
 	int fd = which == 0 ? pair[0] : pair2[0];
-	if (hub_wait_fd(fd, HUB_READ, in_ms(500)) < 0) {
+	if (hub_wait_fd(fd, HUB_READ, in_ms(300)) < 0) {
 		note_errno("a wait");
 		return;
 	}
@@ -726,7 +726,7 @@ START_TEST(peer_leaving_wakes_the_reader)
 	th_socket_pair(pair);
 	co_spawn(reader_of_gone_peer, NULL);
 	co_spawn(peer_leaves, NULL);
-	co_spawn(guard, (void *)(intptr_t)500);
+	co_spawn(guard, (void *)(intptr_t)300);
 	run_all();
 	green_close(pair[0]);
 	th_expect_trace("end of file", "a reader whose peer closed 10 ms later");

@@ -26,7 +26,7 @@
 enum {
 	PER_POSTER = 1000,
 	POSTERS = 2,
-	GIVE_UP_MS = 2000,      /* every message has run long before this */
+	GIVE_UP_MS = 500,       /* every message has run long before this */
 };
 
 static struct mailbox *box;

@@ -44,18 +44,10 @@ static int thread_count(pid_t pid)
 static void expect_in_stderr(const struct th_server *server, const char *const *texts,
 			     const char *why)
 {
-	for (int waited = 0;; waited += 50) {
-		const char *log = th_server_stderr(server);
-		const char *missing = NULL;
-		for (int i = 0; texts[i] != NULL && missing == NULL; i++)
-			if (strstr(log, texts[i]) == NULL)
-				missing = texts[i];
-		if (missing == NULL)
-			return;
-		if (waited >= th_ms(5000))
-			th_fail("%s: expected \"%s\" on its stderr, which has:\n%s", why, missing, log);
-		th_sleep_ms(50);
-	}
+	for (int i = 0; texts[i] != NULL; i++)
+		if (!th_stderr_shows(server, texts[i], 2000))
+			th_fail("%s: expected \"%s\" on its stderr, which has:\n%s", why, texts[i],
+				th_server_stderr(server));
 }
 
 START_TEST(two_hubs_share_the_port_and_both_serve)

@@ -407,7 +407,7 @@ const char *th_server_stderr(const struct th_server *s)
 
 bool th_stderr_shows(const struct th_server *s, const char *text, int ms)
 {
-	long long deadline = harness_now_ms() + th_ms(ms);
+	long long deadline = harness_now_ms() + harness_cut_ms(ms);
 	for (;;) {
 		if (strstr(th_server_stderr(s), text) != NULL)
 			return true;

@@ -101,12 +101,6 @@ $(OUT)/obj/%.o: $(SRC)/%.S $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
 
-# A source named from the repository's root in a chapter's build.mk: chapter
-# 06 builds chapter 02's and 01's servers from their own folders, unchanged.
-$(OUT)/obj/%.o: %.c $(FLAGS_STAMP)
-	@mkdir -p $(@D)
-	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@
-
 $(OUT)/common/%.o: common/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CHAPTER_CFLAGS) -c $< -o $@

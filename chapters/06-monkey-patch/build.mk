@@ -1,16 +1,18 @@
 # Chapter 06 builds chapter 02's and chapter 01's servers from their own,
-# unchanged source, patched at link time, and the same patch as a preload
-# library. The hub is chapter 05's (co.c, hub.c, timers.c, inspect.c and the
+# unchanged source (frozen copies, below), patched at link time, and the
+# same patch as a preload library. The hub is chapter 05's (co.c, hub.c, timers.c, inspect.c and the
 # switch); the patch is patch_*.c and offload.c.
 CHAPTER_STD := -std=gnu11
 HUB_SRCS := co.c hub.c timers.c inspect.c switch_$(ARCH).S
 PATCH_SRCS := patch_io.c patch_threads.c patch_start.c offload.c
 
-# The servers come from the reference solutions, or from chapters/ where a
-# class got no solutions/: the unchanged sources of chapters 02 and 01.
-server_source = $(firstword $(wildcard solutions/$(1)/echo_server.c chapters/$(1)/echo_server.c))
-THREADS_SERVER := $(call server_source,02-threads)
-SERIAL_SERVER := $(call server_source,01-blocking)
+# The servers are chapter 02's and chapter 01's, solved, as this chapter
+# ships them: threads_server.c and serial_server.c are frozen copies of
+# solutions/02-threads/echo_server.c and solutions/01-blocking/echo_server.c
+# (tools/starter.sh freeze), so the chapter builds the same whatever the
+# student's own chapters 01 and 02 hold.
+THREADS_SERVER := threads_server.c
+SERIAL_SERVER := serial_server.c
 
 # The calls the patch replaces. Linked in, -Wl,--wrap=read makes the linker
 # send every call to read in the objects it links to __wrap_read, and

@@ -4,7 +4,6 @@
  * for every chapter in tests/all-chapters.) */
 #define _GNU_SOURCE
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,28 +59,13 @@ static bool has_exited(const struct th_server *server, int ms)
 	}
 }
 
-/* The server's threads: the entries of /proc/PID/task. */
-static int count_threads(const struct th_server *server)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", (int)server->pid);
-	DIR *dir = opendir(path);
-	if (dir == NULL)
-		th_fail("opendir %s: %s (has the server exited?)", path, strerror(errno));
-	int n = 0;
-	for (struct dirent *e; (e = readdir(dir)) != NULL;)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
 /* Wait until the server is down to `threads` threads again: the handlers of
  * the clients that left have returned. Quietly, if it exited meanwhile: the
  * test's next step says what that broke. */
 static void wait_for_threads(const struct th_server *server, int threads, const char *after)
 {
 	for (int waited = 0; !has_exited(server, 0); waited += 5) {
-		int now = count_threads(server);
+		int now = th_kernel_threads(server->pid);
 		if (now == threads)
 			return;
 		if (waited >= th_ms(2000))
@@ -166,7 +150,7 @@ START_TEST(verbose_flag_logs_each_client_by_its_address)
 	static const char *const verbose[] = { "-v", NULL };
 	struct th_launch launch = { .args = verbose };
 	struct th_server *server = th_start(&launch);
-	int threads = count_threads(server);
+	int threads = th_kernel_threads(server->pid);
 	for (int i = 0; i < 3; i++) {
 		int fd = th_connect(server);
 		char address[ADDR_TEXT_MAX];
@@ -193,7 +177,7 @@ START_TEST(ended_handlers_give_their_stacks_back)
 		 "handler_attr): nobody joins them, so each keeps its stack after it ends");
 	enum { CLIENTS = 20 };
 	struct th_server *server = th_start(NULL);
-	int threads = count_threads(server);
+	int threads = th_kernel_threads(server->pid);
 	/* One client first: the stacks of ended threads are cached for the next
 	 * ones (pthread_attr_setstacksize(3)), so measure from there. */
 	long before = 0;
@@ -222,7 +206,7 @@ START_TEST(each_handler_frees_its_client)
 	/* The thread-order shim tells when a thread returns without having
 	 * freed the argument it was started with. */
 	struct th_server *server = start_in_order("", NULL);
-	int threads = count_threads(server);
+	int threads = th_kernel_threads(server->pid);
 	for (int i = 0; i < 3; i++) {
 		int fd = th_connect(server);
 		echo_text(fd, "free me");
@@ -369,7 +353,7 @@ START_TEST(shutdown_waits_for_every_connected_client)
 	/* Here a new thread runs first, until it returns or blocks, and a
 	 * thread woken by a handler runs before that handler goes on. */
 	struct th_server *server = start_in_order("child-first woken-first", cap_of_two);
-	int threads = count_threads(server);
+	int threads = th_kernel_threads(server->pid);
 	int stays = th_connect(server);
 	int leaves = th_connect(server);
 	echo_text(stays, "I stay");

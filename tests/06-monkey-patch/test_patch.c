@@ -7,7 +7,6 @@
 
 #include "harness.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,22 +100,6 @@ static void expect_demo_hangs(const char *demo, const char *why)
 			demo, why, status, out);
 }
 
-/* How many kernel threads the process has: the entries of /proc/PID/task. */
-static long kernel_threads(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-	DIR *dir = opendir(path);
-	if (dir == NULL)
-		th_fail("opendir %s: %s (has the server exited?)", path, strerror(errno));
-	long n = 0;
-	struct dirent *entry;
-	while ((entry = readdir(dir)) != NULL)
-		n += entry->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
 /* Chapter 02's server, not patched at build time, under LD_PRELOAD. */
 static struct th_server *start_preloaded(bool short_io)
 {
@@ -162,10 +145,10 @@ START_TEST(serves_ten_thousand_clients_on_one_thread)
 		th_exchange_many(&fds[last], &ex[last], &replies[last], 1);
 		th_check_echo(msg, sizeof msg - 1, &replies[last]);
 		th_reply_free(&replies[last]);
-		long threads = kernel_threads(server->pid);
+		int threads = th_kernel_threads(server->pid);
 		if (threads != 1)
 			th_fail("with %ld clients connected, chapter 02's server under LD_PRELOAD has "
-				"%ld kernel threads in /proc/%d/task; on green threads it should have "
+				"%d kernel threads in /proc/%d/task; on green threads it should have "
 				"exactly one", connected, threads, (int)server->pid);
 	}
 	/* Everyone else, the hundredth's second echo included. */

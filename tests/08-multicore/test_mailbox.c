@@ -6,7 +6,6 @@
  * test instead of hanging it. */
 #define _GNU_SOURCE
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -244,20 +243,6 @@ END_TEST
 
 /* ---- A hub thread's watchdog ends with it ---------------------------------------- */
 
-static long threads_now(void)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", (int)getpid());
-	long n = 0;
-	DIR *dir = opendir(path);
-	if (dir == NULL)
-		th_fail("opendir %s: %s", path, strerror(errno));
-	for (struct dirent *e; (e = readdir(dir)) != NULL;)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
 static void nothing_much(void *arg)
 {
 	(void)arg;
@@ -278,7 +263,7 @@ START_TEST(a_hub_threads_watchdog_ends_with_it)
 {
 	th_about("", "the watchdog reads counters that are its hub thread's own (_Thread_local): "
 		 "once that thread has ended they are gone, so its watchdog must stop first");
-	long before = threads_now();
+	int before = th_kernel_threads(getpid());
 	pthread_t thread;
 	errno = pthread_create(&thread, NULL, short_lived_hub, NULL);
 	if (errno != 0)
@@ -287,10 +272,10 @@ START_TEST(a_hub_threads_watchdog_ends_with_it)
 	pthread_join(thread, &failed);
 	if (failed != NULL)
 		th_fail("%s", (const char *)failed);
-	long after = threads_now();
+	int after = th_kernel_threads(getpid());
 	if (after != before)
 		th_fail("a hub thread started a watchdog, ran its coroutines and ended; the process "
-			"had %ld threads before and %ld after: the watchdog thread lives on, reading "
+			"had %d threads before and %d after: the watchdog thread lives on, reading "
 			"the ended thread's counters", before, after);
 }
 END_TEST

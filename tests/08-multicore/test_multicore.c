@@ -24,22 +24,6 @@ static struct th_server *start_two_hubs(void)
 	return th_start(&launch);
 }
 
-/* Threads of the server, from /proc/PID/task. */
-static int thread_count(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-	DIR *dir = opendir(path);
-	if (dir == NULL)
-		th_fail("opendir %s: %s", path, strerror(errno));
-	int n = 0;
-	for (struct dirent *entry; (entry = readdir(dir)) != NULL;)
-		if (entry->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n;
-}
-
 /* Wait until the server's stderr holds every one of the texts. */
 static void expect_in_stderr(const struct th_server *server, const char *const *texts,
 			     const char *why)
@@ -56,7 +40,7 @@ START_TEST(two_hubs_share_the_port_and_both_serve)
 		 "listening on the same port (SO_REUSEPORT), and the kernel then gives each some of "
 		 "the clients");
 	struct th_server *server = start_two_hubs();
-	int threads = thread_count(server->pid);
+	int threads = th_kernel_threads(server->pid);
 	if (threads != 3)
 		th_fail("with -n 2 the server should run 3 threads (2 hubs and the main thread); "
 			"/proc/%d/task lists %d", (int)server->pid, threads);

@@ -133,6 +133,12 @@ const char *th_server_stderr(const struct th_server *server);
  * in the server's stderr; false if it did not. */
 bool th_stderr_shows(const struct th_server *server, const char *text, int ms);
 
+/* The kernel threads of process pid (a server's, or getpid()) that are the
+ * program's own: the entries of /proc/PID/task, less the threads of the
+ * emulator the tests run under, if any (TH_RUNNER_THREADS: qemu-user adds
+ * one). Fails the test if the process is gone. */
+int th_kernel_threads(pid_t pid);
+
 /* ---- Clients ----------------------------------------------------------- */
 
 /* Connect to the server; fails the test if that does not work in time. The

@@ -405,6 +405,21 @@ const char *th_server_stderr(const struct th_server *s)
 	return tail;
 }
 
+int th_kernel_threads(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		th_fail("opendir %s: %s (has the process exited?)", path, strerror(errno));
+	int n = 0;
+	for (struct dirent *entry; (entry = readdir(dir)) != NULL;)
+		n += entry->d_name[0] != '.';
+	closedir(dir);
+	const char *runner = getenv("TH_RUNNER_THREADS");
+	return runner != NULL ? n - atoi(runner) : n;
+}
+
 bool th_stderr_shows(const struct th_server *s, const char *text, int ms)
 {
 	long long deadline = harness_now_ms() + harness_cut_ms(ms);

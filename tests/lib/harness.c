@@ -33,6 +33,9 @@ enum {
 	/* Check's own timeout comes this much later: time to write the report
 	 * (each server's state is sampled for a moment). */
 	REPORT_MARGIN_S = 10,
+	/* A test that has failed has this long to write its report (looking
+	 * at its servers), well within REPORT_MARGIN_S. */
+	REPORT_S = 5,
 	/* After a hang, the rest of the chapter's deadlines are cut to an
 	 * eighth (no less than half a second), and a conversation ends after
 	 * an eighth of its time (no less than 250 ms) without a byte moving. */
@@ -206,6 +209,7 @@ static struct listed_tcase {
 static int n_tcases;
 
 static void arm_watchdog(int deadline_ms);
+static void give_the_report_time(void);
 static int test_deadline_ms(int deadline_s);
 
 /* What the crash handler writes, prepared beforehand: a handler may only
@@ -275,6 +279,9 @@ static _Noreturn void fail_v(enum symptom symptom, const char *cause, const char
 	static char buf[MAX_MESSAGE];
 	struct text t = { buf, sizeof buf, 0 };
 	text_add_v(&t, fmt, args);
+	/* The test has failed: looking at its servers takes a moment, which
+	 * must not turn this failure into a hang of its own. */
+	give_the_report_time();
 
 	/* What happened to the servers decides what is likely wrong. */
 	int crashed = 0, signal = 0;
@@ -536,6 +543,19 @@ static void arm_watchdog(int deadline_ms)
 	dog.deadline_ms = deadline_ms;
 	dog.deadline = deadline_ms > 0 ? test_started + deadline_ms : 0;
 	pthread_cond_signal(&dog.changed);
+	pthread_mutex_unlock(&dog.lock);
+}
+
+/* A test that is failing gets REPORT_S from now to write its report,
+ * past its own deadline if need be (Check's timeout is later still). */
+static void give_the_report_time(void)
+{
+	pthread_mutex_lock(&dog.lock);
+	if (dog.deadline != 0) {
+		dog.deadline = harness_now_ms() + th_ms(REPORT_S * 1000);
+		dog.deadline_ms = (int)(dog.deadline - test_started);
+		pthread_cond_signal(&dog.changed);
+	}
 	pthread_mutex_unlock(&dog.lock);
 }
 

@@ -139,6 +139,10 @@ bool th_stderr_shows(const struct th_server *server, const char *text, int ms);
  * one). Fails the test if the process is gone. */
 int th_kernel_threads(pid_t pid);
 
+/* The threads the emulator adds to every process (TH_RUNNER_THREADS; 0
+ * when the tests run natively), for counts a program makes of itself. */
+int th_runner_threads(void);
+
 /* ---- Clients ----------------------------------------------------------- */
 
 /* Connect to the server; fails the test if that does not work in time. The

@@ -53,6 +53,7 @@ static void guard(void *arg)
 	int ms = (int)(intptr_t)arg;
 	if (co_sleep(th_ms(ms)) == 0) {
 		th_note("[still waiting after %d ms] ", ms);
+		th_note_hang();
 		co_cancel_all();
 	}
 }

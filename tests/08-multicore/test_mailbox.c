@@ -65,6 +65,7 @@ static void give_up(void *arg)
 	if (co_sleep(th_ms(GIVE_UP_MS)) < 0)
 		return;	/* cancelled by stop: all is well */
 	gave_up = true;
+	th_note_hang();
 	co_cancel(server);
 }
 

@@ -149,6 +149,11 @@ void harness_note_hang(void)
 		close(fd);
 }
 
+void th_note_hang(void)
+{
+	harness_note_hang();
+}
+
 static bool earlier_hang(void)
 {
 	const char *path = getenv("TH_HANG_FILE");

@@ -139,6 +139,11 @@ bool th_stderr_shows(const struct th_server *server, const char *text, int ms);
  * one). Fails the test if the process is gone. */
 int th_kernel_threads(pid_t pid);
 
+/* A test's own guard gave up on something that never came (a lost wake-up,
+ * a coroutine that never ran): count it as a hang, so that the chapter's
+ * later tests give up sooner, as after a hang the harness saw itself. */
+void th_note_hang(void);
+
 /* The threads the emulator adds to every process (TH_RUNNER_THREADS; 0
  * when the tests run natively), for counts a program makes of itself. */
 int th_runner_threads(void);

@@ -177,7 +177,7 @@ endif
 # Run every test binary; report the chapter as failed if any one failed.
 # A hang in one test shortens the waits of the rest (tests/lib/harness.c).
 define run_tests
-	@rm -f $(HANG_FILE); failed=0; for t in $(TEST_BINS); do \
+	@rm -f $(HANG_FILE) $(HANG_FILE).server; failed=0; for t in $(TEST_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
 		$(TEST_ENV) $(2) $(TEST_RUNNER) $$t || failed=1; \
 	done; exit $$failed

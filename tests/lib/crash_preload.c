@@ -48,6 +48,9 @@ static void on_where(int signal, siginfo_t *info, void *ucontext)
 	write_who();
 	cr_write(STDERR_FILENO, " was running:\n");
 	cr_write_frames(STDERR_FILENO, frames, n);
+	/* The harness waits for this line: the frames take a while (each is
+	 * looked up by addr2line). */
+	cr_write(STDERR_FILENO, WHERE_END "\n");
 	errno = saved;
 }
 

@@ -12,6 +12,10 @@
 
 enum { CR_MAX_FRAMES = 24 };
 
+/* The last line of the report a server writes when asked where it is
+ * (SIGPWR, crash_preload.c): the harness waits for it. */
+#define WHERE_END "(end of the backtrace)"
+
 /* Call once before any signal can arrive: the first unwind loads libgcc_s,
  * which must not happen inside a handler. */
 void cr_prepare(void);

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -457,6 +458,21 @@ static bool wait_for_stderr(const struct th_server *s, off_t from, int ms)
 	return seen > from;
 }
 
+/* Wait until the server's stderr, after `from`, shows text, or ms passed. */
+static bool wait_for_text(const struct th_server *s, off_t from, const char *text, int ms)
+{
+	long long deadline = harness_now_ms() + th_ms(ms);
+	static char since[STDERR_TAIL + 1];
+	for (;;) {
+		read_stderr(s, from, since, sizeof since);
+		if (strstr(since, text) != NULL)
+			return true;
+		if (harness_now_ms() >= deadline)
+			return false;
+		th_sleep_ms(20);
+	}
+}
+
 /* Percent of one CPU the server used over a moment (all its threads). */
 static int busy_percent(const struct th_server *s, int sample_ms)
 {
@@ -525,6 +541,25 @@ static bool said_something(const struct th_server *s)
 	return err[0] != '\0';
 }
 
+/* The first server of the chapter's run found hung is asked where it is
+ * and what its coroutines wait on, even after an earlier hang of the test
+ * process (which says nothing of the server's side); later ones are only
+ * sampled, to keep a broken chapter's run short. A file next to
+ * TH_HANG_FILE remembers it across test binaries. */
+static bool first_server_hang(void)
+{
+	const char *hang_file = getenv("TH_HANG_FILE");
+	if (hang_file == NULL || hang_file[0] == '\0')
+		return true;
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s.server", hang_file);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return false;	/* there already: an earlier server was asked */
+	close(fd);
+	return true;
+}
+
 /* Describe one running server that did not answer in time. */
 static bool diagnose(struct text *t, struct th_server *s, int number)
 {
@@ -546,28 +581,38 @@ static bool diagnose(struct text *t, struct th_server *s, int number)
 		text_add(t, "\n  Its stderr so far ends with:");
 		add_stderr(t, s, 0, 6);
 	}
-	if (harness_aftermath) {
+	if (!first_server_hang()) {
 		text_add(t, "\n  (An earlier test hung: its report says where. Fix that one first.)");
 		return busy >= 50 && !promise->spins_when_idle;
 	}
 
-	if (s->reports_crashes) {
-		off_t from = stderr_size(s);
-		if (ask_where(s) > 0 && wait_for_stderr(s, from, REPORT_WAIT_MS)) {
-			text_add(t, "\n  Where it was (it was asked with SIGPWR):");
-			add_stderr(t, s, from, 14);
-		}
-	}
+	/* A server with coroutines says best what each of them waits on; one
+	 * that cannot (its hub never runs), or has no coroutines, is asked
+	 * where its thread is. One question at a time: their answers would
+	 * mix on stderr. */
+	bool dumped = false;
 	if (promise->dump_signal != 0) {
 		off_t from = stderr_size(s);
 		if (kill(s->pid, promise->dump_signal) == 0 && wait_for_stderr(s, from, REPORT_WAIT_MS)) {
 			text_add(t, "\n  Its coroutines (the dump it printed on %s):",
 				 promise->dump_signal == SIGUSR1 ? "SIGUSR1" : "a signal");
 			add_stderr(t, s, from, -14);
+			dumped = true;
 		} else {
-			text_add(t, "\n  It printed no coroutine dump within %d ms of SIGUSR1: its hub "
-				 "never got to run, so a coroutine holds the thread without waiting.",
-				 th_ms(REPORT_WAIT_MS));
+			text_add(t, "\n  It printed no coroutine dump within %d ms of SIGUSR1: %s",
+				 th_ms(REPORT_WAIT_MS), busy >= 50 ?
+				 "its hub never got to run, so a coroutine holds the thread without "
+				 "waiting." :
+				 "the coroutine that handles signals waits for them through the hub, "
+				 "and the hub never woke it, so its waits are not woken at all.");
+		}
+	}
+	if (!dumped && s->reports_crashes) {
+		off_t from = stderr_size(s);
+		if (ask_where(s) > 0 && (wait_for_text(s, from, WHERE_END, 2 * REPORT_WAIT_MS) ||
+					 stderr_size(s) > from)) {
+			text_add(t, "\n  Where it was (it was asked with SIGPWR):");
+			add_stderr(t, s, from, 14);
 		}
 	}
 	return busy >= 50 && !promise->spins_when_idle;

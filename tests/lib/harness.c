@@ -8,6 +8,7 @@
 #include "harness_private.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -549,6 +550,17 @@ static void arm_watchdog(int deadline_ms)
 	dog.deadline = deadline_ms > 0 ? test_started + deadline_ms : 0;
 	pthread_cond_signal(&dog.changed);
 	pthread_mutex_unlock(&dog.lock);
+}
+
+int harness_ms_left(void)
+{
+	pthread_mutex_lock(&dog.lock);
+	long long deadline = dog.deadline;
+	pthread_mutex_unlock(&dog.lock);
+	if (deadline == 0)
+		return INT_MAX;
+	long long left = deadline - harness_now_ms();
+	return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
 /* A test that is failing gets REPORT_S from now to write its report,

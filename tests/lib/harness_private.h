@@ -59,6 +59,10 @@ int harness_stall_ms(int timeout_ms);
  * has, waits are cut short and a hang is described briefly. */
 void harness_note_hang(void);
 extern bool harness_aftermath;
+/* Milliseconds left before the running test's deadline (INT_MAX when no
+ * test is running): a wait that must be reported as what it is (a server
+ * that does not exit) ends before the test as a whole is declared hung. */
+int harness_ms_left(void);
 
 /* The servers the test started (servers.c). */
 extern struct th_server harness_servers[MAX_SERVERS];

@@ -29,6 +29,8 @@
 enum {
 	START_TIMEOUT_MS = 10000,   /* Valgrind takes a while to start a program */
 	STOP_TIMEOUT_MS = 3000,
+	STOP_REPORT_MS = 1500,      /* kept for the report on a server that does not stop */
+	STOP_MIN_MS = 500,          /* the least a server is given to stop */
 	RUN_SERVER_TIMEOUT_MS = 10000, /* for a command line that must end it */
 	SAMPLE_MS = 300,            /* how long a server's CPU use is watched */
 	REPORT_WAIT_MS = 1000,      /* for a backtrace or a dump to be written */
@@ -701,7 +703,13 @@ void th_stop(struct th_server *s)
 		harness_fail(SYMPTOM_SETUP, "kill %d: %s", (int)pid, strerror(errno));
 
 	int status;
+	/* Long enough for any server that stops, but over before the test's
+	 * own deadline, with time left to ask the server what it is doing:
+	 * the failure then says the server did not exit. */
 	int wait_ms = harness_cut_ms(STOP_TIMEOUT_MS);
+	int left = harness_ms_left() - th_ms(STOP_REPORT_MS);
+	if (left < wait_ms)
+		wait_ms = left > th_ms(STOP_MIN_MS) ? left : th_ms(STOP_MIN_MS);
 	long long deadline = harness_now_ms() + wait_ms;
 	pid_t done;
 	while ((done = waitpid(pid, &status, WNOHANG)) == 0 && harness_now_ms() < deadline)

@@ -1,0 +1,638 @@
+/* Chapter 09's hub tests, on io_uring: calls handed to the kernel and their
+ * completions dispatched, every request of a run queue submitted in one
+ * io_uring_enter and every completion of one reaped in one loop, requests in
+ * flight counted, and buffer ownership: a read cut short by its deadline, by
+ * a cancel or by a close gives its buffer back only once the kernel has let
+ * go of it. A few of the same scenarios run on the epoll backend too.
+ * Assertions run on the main stack, after co_run() returns.
+ *
+ * Where the kernel refuses io_uring (an old kernel, kernel.io_uring_disabled,
+ * a container's seccomp profile), the io_uring tests are not run: one line on
+ * stderr says "SKIPPED", how many and why, and the epoll ones still run. */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "co.h"
+#include "green.h"
+#include "harness.h"
+#include "hub.h"
+#include "sched.h"
+#include "sync.h"
+
+static void run_all(void)
+{
+	if (co_run() != 0)
+		th_fail("co_run() returned -1: the coroutines deadlocked (see stderr)");
+}
+
+static void socket_pair(int fds[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+		th_fail("socketpair: %s", strerror(errno));
+}
+
+/* The test's hub: io_uring, or epoll for the tests of that backend. */
+static void open_hub(enum hub_kind kind)
+{
+	if (hub_open(kind) < 0)
+		th_fail("hub_open(%s): %s", kind == HUB_EPOLL ? "HUB_EPOLL" : "HUB_URING",
+			strerror(errno));
+}
+
+/* A wait that does not end would hang the test. The guard turns it into a
+ * failure: if it is still asleep after ms, it notes so and cancels every
+ * coroutine. A scenario that ends well cancels the guard. */
+static co_id guard_id;
+
+static void guard(void *arg)
+{
+	int ms = (int)(intptr_t)arg;
+	if (co_sleep(th_ms(ms)) == 0) {
+		th_note("[still waiting after %d ms] ", ms);
+		co_cancel_all();
+	}
+}
+
+static void start_guard(int ms)
+{
+	guard_id = co_spawn(guard, (void *)(intptr_t)ms);
+}
+
+static void stop_guard(void)
+{
+	co_cancel(guard_id);
+}
+
+static int pair[2];
+
+static void close_pair(void)
+{
+	close(pair[0]);
+	close(pair[1]);
+}
+
+/* ---- A call handed to the kernel, and its completion ------------------- */
+
+static struct {
+	ssize_t got;
+	int err;
+	char buf[64];
+} reader;
+
+static void read_once(void *arg)
+{
+	(void)arg;
+	reader.got = green_read(pair[0], reader.buf, sizeof reader.buf);
+	reader.err = errno;
+	stop_guard();
+}
+
+static void write_hello_later(void *arg)
+{
+	(void)arg;
+	co_sleep(10);
+	if (write(pair[1], "hello", 5) != 5)
+		th_note("write failed ");
+}
+
+START_TEST(a_read_completes_with_the_bytes_that_came)
+{
+	th_about("submit_and_park complete", "green_read() on io_uring must hand the read to the "
+		 "kernel, park, and wake with the completion's result: the bytes read");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	socket_pair(pair);
+	co_spawn(read_once, NULL);
+	co_spawn(write_hello_later, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a socket to which another wrote \"hello\" 10 ms "
+			"later");
+	if (reader.got != 5 || memcmp(reader.buf, "hello", 5) != 0)
+		th_fail("green_read() returned %zd (%s) and read \"%.*s\"; expected 5 and \"hello\"",
+			reader.got, reader.got < 0 ? strerror(reader.err) : "no error",
+			reader.got > 0 ? (int)reader.got : 0, reader.buf);
+}
+END_TEST
+
+/* 100 readers to submit at once. To be woken at once, 16: with
+ * DEFER_TASKRUN, Linux 6.10 on finishes at most 20 completions' task work
+ * per io_uring_enter (IO_LOCAL_TW_DEFAULT_MAX), the rest at the next ones. */
+enum { READERS = 100, WOKEN_AT_ONCE = 16 };
+static int pairs[READERS][2];
+static int reads_done;
+static uint64_t loops_at_write, last_wake_loop;
+
+static void read_a_byte(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	char c;
+	if (green_read(pairs[i][0], &c, 1) == 1)
+		reads_done++;
+	if (hub_loops() > last_wake_loop)
+		last_wake_loop = hub_loops();
+}
+
+static void open_pairs(int n, bool with_a_byte)
+{
+	for (int i = 0; i < n; i++) {
+		socket_pair(pairs[i]);
+		if (with_a_byte && write(pairs[i][1], "x", 1) != 1)
+			th_fail("write: %s", strerror(errno));
+	}
+}
+
+static void close_pairs(int n)
+{
+	for (int i = 0; i < n; i++) {
+		close(pairs[i][0]);
+		close(pairs[i][1]);
+	}
+}
+
+START_TEST(one_io_uring_enter_submits_the_whole_run_queue)
+{
+	th_about("submit_and_park", "each request must wait in the submission ring for the hub's "
+		 "next io_uring_enter, which hands over every request the run queue wrote: one "
+		 "system call for them all, not one each");
+	open_hub(HUB_URING);
+	reads_done = 0;
+	open_pairs(READERS, true);
+	for (int i = 0; i < READERS; i++)
+		co_spawn(read_a_byte, (void *)(intptr_t)i);
+	struct hub_uring_stats before = hub_uring_stats();
+	run_all();
+	struct hub_uring_stats after = hub_uring_stats();
+	close_pairs(READERS);
+	uint64_t enters = after.enters - before.enters;
+	uint64_t submitted = after.submitted - before.submitted;
+	if (reads_done != READERS)
+		th_fail("%d coroutines each read a socket that held a byte; %d of them got it",
+			READERS, reads_done);
+	if (submitted < READERS || enters > 2)
+		th_fail("%d coroutines each read a socket that held a byte: the hub's io_uring_enter "
+			"calls submitted %llu requests in %llu calls; expected all %d in one (two at "
+			"most)%s", READERS, (unsigned long long)submitted, (unsigned long long)enters,
+			READERS, submitted < READERS ? ": the others went to the kernel on their own, "
+			"one system call each" : "");
+}
+END_TEST
+
+static void write_a_byte_to_all(void *arg)
+{
+	(void)arg;
+	co_sleep(10);	/* every reader has parked, its read in the kernel */
+	loops_at_write = hub_loops();
+	for (int i = 0; i < WOKEN_AT_ONCE; i++)
+		if (write(pairs[i][1], "x", 1) != 1)
+			th_note("write failed ");
+}
+
+START_TEST(one_io_uring_enter_wakes_every_completed_request)
+{
+	th_about("complete", "reap() must dispatch every completion that came, not just the "
+		 "first: io_uring_for_each_cqe(), then one io_uring_cq_advance() for them all");
+	th_trace_start();
+	open_hub(HUB_URING);
+	reads_done = 0;
+	last_wake_loop = 0;
+	open_pairs(WOKEN_AT_ONCE, false);
+	for (int i = 0; i < WOKEN_AT_ONCE; i++)
+		co_spawn(read_a_byte, (void *)(intptr_t)i);
+	co_spawn(write_a_byte_to_all, NULL);
+	run_all();
+	close_pairs(WOKEN_AT_ONCE);
+	th_expect_trace("", "16 coroutines read a socket each; another wrote to all of them");
+	if (reads_done != WOKEN_AT_ONCE)
+		th_fail("%d readers; %d got their byte", WOKEN_AT_ONCE, reads_done);
+	if (last_wake_loop - loops_at_write > 2)
+		th_fail("%d reads completed at once, and the hub went round %llu times to wake "
+			"their coroutines; expected one loop (two at most)", WOKEN_AT_ONCE,
+			(unsigned long long)(last_wake_loop - loops_at_write));
+}
+END_TEST
+
+/* ---- Requests in flight are counted ------------------------------------ */
+
+START_TEST(a_parked_reader_keeps_the_hub_waiting_for_its_completion)
+{
+	th_about("submit_and_park", "a request in flight must be counted in ur.in_flight: the hub "
+		 "sleeps in the kernel only while something can still wake a coroutine, and "
+		 "reports \"all coroutines are asleep\" otherwise");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	socket_pair(pair);
+	co_spawn(read_once, NULL);
+	co_spawn(write_hello_later, NULL);
+	if (co_run() != 0) {
+		close_pair();
+		th_fail("co_run() returned -1, saying every coroutine was asleep for good, while one "
+			"waited for a read that another coroutine's write 10 ms later completed: the "
+			"read in flight was not counted");
+	}
+	close_pair();
+	if (reader.got != 5)
+		th_fail("the read returned %zd; expected the 5 bytes written", reader.got);
+}
+END_TEST
+
+static struct co_event never;
+
+static void read_then_wait_for_nothing(void *arg)
+{
+	(void)arg;
+	char c;
+	if (green_read(pair[0], &c, 1) == 1)
+		th_note("read ");
+	co_event_wait(&never, -1);
+}
+
+START_TEST(all_asleep_is_reported_once_the_reads_are_done)
+{
+	th_about("complete", "a completed request must be uncounted from ur.in_flight: otherwise "
+		 "the hub believes a completion may still come, and sleeps in io_uring_enter for "
+		 "ever instead of reporting the deadlock");
+	th_trace_start();
+	open_hub(HUB_URING);
+	co_event_init(&never);
+	socket_pair(pair);
+	if (write(pair[1], "x", 1) != 1)
+		th_fail("write: %s", strerror(errno));
+	co_spawn(read_then_wait_for_nothing, NULL);
+	int result = co_run();
+	close_pair();
+	th_expect_trace("read ", "a coroutine read a byte, then waited on an event nobody sets");
+	if (result != -1)
+		th_fail("co_run() returned %d; expected -1, \"all coroutines are asleep\"", result);
+}
+END_TEST
+
+/* ---- Buffer ownership -------------------------------------------------- */
+
+/* A buffer the test can look at after the call that used it returned: what
+ * the kernel writes into it later shows up here. */
+static char shared[16];
+static ssize_t late_got;
+static char late[16];
+
+static void fill_shared(void)
+{
+	memset(shared, '#', sizeof shared);
+}
+
+static bool shared_untouched(void)
+{
+	for (size_t i = 0; i < sizeof shared; i++)
+		if (shared[i] != '#')
+			return false;
+	return true;
+}
+
+/* After the first read gave up: send "xyz", let the hub go round, and read
+ * it with a new call. A read of the first call still in flight would take
+ * the bytes into `shared`. */
+static void send_and_read_again(void)
+{
+	fill_shared();
+	if (write(pair[1], "xyz", 3) != 3)
+		th_note("write failed ");
+	co_sleep(20);
+	late_got = green_read_until(pair[0], late, sizeof late, co_deadline_after(th_ms(1000)));
+}
+
+static void check_buffer_alone(const char *what)
+{
+	if (!shared_untouched())
+		th_fail("%s; afterwards the caller filled its buffer with '#' and \"xyz\" was sent: "
+			"the buffer now holds \"%.*s\". The kernel wrote into a buffer it no longer "
+			"owned: the cut-short read was still in flight", what, (int)sizeof shared,
+			shared);
+	if (late_got != 3 || memcmp(late, "xyz", 3) != 0)
+		th_fail("%s; then \"xyz\" was sent, and a new read returned %zd (\"%.*s\"); "
+			"expected \"xyz\"", what, late_got, late_got > 0 ? (int)late_got : 0, late);
+}
+
+static void read_with_a_deadline(void *arg)
+{
+	(void)arg;
+	reader.got = green_read_until(pair[0], shared, sizeof shared, co_deadline_after(10));
+	reader.err = errno;
+	if (reader.got < 0)
+		send_and_read_again();
+	stop_guard();
+}
+
+START_TEST(a_read_past_its_deadline_fails_with_etimedout)
+{
+	th_about("submit_and_park cancel_and_wait complete", "a read whose deadline passes must "
+		 "cancel its request, wait for its completion (-ECANCELED), and fail with ETIMEDOUT");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	socket_pair(pair);
+	co_spawn(read_with_a_deadline, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
+	if (reader.got != -1 || reader.err != ETIMEDOUT)
+		th_fail("green_read_until() on a silent socket, deadline 10 ms away, returned %zd "
+			"(%s); expected -1 with ETIMEDOUT", reader.got, strerror(reader.err));
+}
+END_TEST
+
+START_TEST(a_read_past_its_deadline_leaves_its_buffer_alone)
+{
+	th_about("cancel_and_wait submit_and_park", "a read cut short by its deadline must not "
+		 "return while its request is in flight: the kernel still owns the buffer, and "
+		 "writes into it when data comes. Cancel the request, then wait for its "
+		 "completion");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	late_got = 0;
+	socket_pair(pair);
+	co_spawn(read_with_a_deadline, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
+	if (reader.got != -1)
+		th_fail("green_read_until() on a silent socket returned %zd; expected -1",
+			reader.got);
+	check_buffer_alone("green_read_until() returned -1 at its deadline");
+}
+END_TEST
+
+static co_id victim;
+
+static void read_until_cancelled(void *arg)
+{
+	(void)arg;
+	reader.got = green_read(pair[0], shared, sizeof shared);
+	reader.err = errno;
+}
+
+static void cancel_the_reader(void *arg)
+{
+	(void)arg;
+	co_sleep(10);
+	co_cancel(victim);
+	co_join(victim);
+	send_and_read_again();
+	stop_guard();
+}
+
+START_TEST(a_cancelled_read_leaves_its_buffer_alone)
+{
+	th_about("cancel_and_wait submit_and_park", "a read woken by co_cancel() must not return "
+		 "while its request is in flight: cancel the request, then wait for its completion, "
+		 "with co_park_uninterruptible() (a plain co_park() returns at once once cancelled)");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	late_got = 0;
+	socket_pair(pair);
+	victim = co_spawn(read_until_cancelled, NULL);
+	co_spawn(cancel_the_reader, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a silent socket; another cancelled it 10 ms later");
+	if (reader.got != -1 || reader.err != ECANCELED)
+		th_fail("a read cancelled with co_cancel() returned %zd (%s); expected -1 with "
+			"ECANCELED", reader.got, strerror(reader.err));
+	check_buffer_alone("a read woken by co_cancel() returned -1");
+}
+END_TEST
+
+/* The buffer on the reader's own stack, as in the echo server: once the
+ * reader ends, its stack is unmapped, and a request still in flight would
+ * bring its completion back to a struct request that is gone. */
+static void read_on_my_stack_with_a_deadline(void *arg)
+{
+	(void)arg;
+	char buf[64];
+	reader.got = green_read_until(pair[0], buf, sizeof buf, co_deadline_after(10));
+	reader.err = errno;
+}
+
+static void write_once_the_reader_ended(void *arg)
+{
+	(void)arg;
+	co_join(victim);
+	fill_shared();
+	if (write(pair[1], "xyz", 3) != 3)
+		th_note("write failed ");
+	co_sleep(20);
+	late_got = green_read_until(pair[0], late, sizeof late, co_deadline_after(th_ms(1000)));
+	stop_guard();
+}
+
+START_TEST(a_timed_out_reader_can_end_and_its_stack_go_away)
+{
+	th_about("cancel_and_wait", "a read cut short by its deadline must wait for its request's "
+		 "completion: the request lives on the coroutine's stack, which is unmapped when "
+		 "the coroutine ends. A completion that comes later makes reap() write to it");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&reader, 0, sizeof reader);
+	late_got = 0;
+	socket_pair(pair);
+	victim = co_spawn(read_on_my_stack_with_a_deadline, NULL);
+	co_spawn(write_once_the_reader_ended, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a silent socket into its stack with a 10 ms "
+			"deadline and ended; then another sent \"xyz\"");
+	if (reader.got != -1 || reader.err != ETIMEDOUT)
+		th_fail("green_read_until() returned %zd (%s); expected -1 with ETIMEDOUT",
+			reader.got, strerror(reader.err));
+	if (late_got != 3 || memcmp(late, "xyz", 3) != 0)
+		th_fail("after the reader ended, \"xyz\" was sent and a new read returned %zd; "
+			"expected the 3 bytes", late_got);
+}
+END_TEST
+
+/* ---- Close with requests in flight -------------------------------------- */
+
+static struct {
+	ssize_t result;
+	int err;
+	ssize_t peer_got;
+	int peer_err;
+} closing;
+
+static void close_it_then_look_at_the_peer(void *arg)
+{
+	(void)arg;
+	co_sleep(10);
+	green_close(pair[0]);
+	co_sleep(10);
+	char c;
+	closing.peer_got = read(pair[1], &c, 1);
+	closing.peer_err = errno;
+	stop_guard();
+}
+
+static void read_until_closed(void *arg)
+{
+	(void)arg;
+	closing.result = green_read(pair[0], shared, sizeof shared);
+	closing.err = errno;
+}
+
+static void check_closed(const char *what)
+{
+	if (closing.result != -1 || closing.err != EBADF)
+		th_fail("%s, then another coroutine closed the fd with green_close(): the call "
+			"returned %zd (%s); expected -1 with EBADF", what, closing.result,
+			closing.result < 0 ? strerror(closing.err) : "no error");
+	if (closing.peer_got != 0)
+		th_fail("%s, then the fd was closed with green_close(); 10 ms later the other end "
+			"of the socket read %zd (%s) instead of the end of the stream (0): the "
+			"request still in flight held the socket open", what, closing.peer_got,
+			closing.peer_got < 0 ? strerror(closing.peer_err) : "a byte");
+}
+
+static void scenario_close_a_reader(enum hub_kind kind)
+{
+	th_trace_start();
+	open_hub(kind);
+	memset(&closing, 0, sizeof closing);
+	socket_pair(pair);
+	co_spawn(read_until_closed, NULL);
+	co_spawn(close_it_then_look_at_the_peer, NULL);
+	start_guard(1000);
+	run_all();
+	close(pair[1]);
+	th_expect_trace("", "a coroutine read a silent socket; another closed it 10 ms later");
+	check_closed("a coroutine read a silent socket");
+}
+
+START_TEST(closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end)
+{
+	th_about("submit_and_park", "green_close() cancels the requests in flight on the fd "
+		 "(hub_forget_fd()); their coroutines must then fail with EBADF, not ECANCELED: "
+		 "req->closed says so");
+	scenario_close_a_reader(HUB_URING);
+}
+END_TEST
+
+static void write_until_closed(void *arg)
+{
+	(void)arg;
+	static char block[4096];
+	/* Fill the socket's buffers, so that the next write must wait. */
+	while (write(pair[0], block, sizeof block) > 0)
+		continue;
+	closing.result = green_write(pair[0], block, sizeof block);
+	closing.err = errno;
+}
+
+START_TEST(closing_an_fd_wakes_its_writer_with_ebadf)
+{
+	th_about("submit_and_park", "green_close() cancels the requests in flight on the fd, the "
+		 "write waiting for room included; its coroutine must then fail with EBADF");
+	th_trace_start();
+	open_hub(HUB_URING);
+	memset(&closing, 0, sizeof closing);
+	socket_pair(pair);
+	co_spawn(write_until_closed, NULL);
+	co_spawn(close_it_then_look_at_the_peer, NULL);
+	start_guard(1000);
+	run_all();
+	close(pair[1]);
+	th_expect_trace("", "a coroutine wrote to a socket whose buffers were full; another "
+			"closed it 10 ms later");
+	if (closing.result != -1 || closing.err != EBADF)
+		th_fail("a write waiting for room, its fd closed by another coroutine, returned %zd "
+			"(%s); expected -1 with EBADF", closing.result,
+			closing.result < 0 ? strerror(closing.err) : "no error");
+}
+END_TEST
+
+/* ---- The same calls on the epoll backend -------------------------------- */
+
+START_TEST(on_epoll_a_read_past_its_deadline_fails_with_etimedout)
+{
+	th_about("", "the epoll backend waits for readiness with a deadline, as in chapter 07");
+	th_trace_start();
+	open_hub(HUB_EPOLL);
+	memset(&reader, 0, sizeof reader);
+	late_got = 0;
+	socket_pair(pair);
+	co_spawn(read_with_a_deadline, NULL);
+	start_guard(1000);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
+	if (reader.got != -1 || reader.err != ETIMEDOUT)
+		th_fail("green_read_until() on a silent socket returned %zd (%s); expected -1 with "
+			"ETIMEDOUT", reader.got, strerror(reader.err));
+	check_buffer_alone("green_read_until() returned -1 at its deadline");
+}
+END_TEST
+
+START_TEST(on_epoll_closing_an_fd_wakes_its_reader_with_ebadf)
+{
+	th_about("", "the epoll backend wakes the waiters of a forgotten fd with EBADF");
+	scenario_close_a_reader(HUB_EPOLL);
+}
+END_TEST
+
+/* Why io_uring cannot be used here, or NULL when it can: the hub opened on
+ * it and closed again, in this process, before any test forks. */
+static const char *uring_unavailable(void)
+{
+	static char why[160];
+	if (hub_open(HUB_URING) == 0) {
+		hub_close();
+		return NULL;
+	}
+	snprintf(why, sizeof why, "io_uring_setup: %s (is /proc/sys/kernel/io_uring_disabled "
+		 "above 0, or a seccomp profile in the way? the hub needs Linux 6.1 or later)",
+		 strerror(errno));
+	return why;
+}
+
+int main(void)
+{
+	Suite *s = th_suite("io_uring hub");
+	const char *why = uring_unavailable();
+	bool listing = getenv("TH_LIST_TESTS") != NULL;
+	if (why == NULL || listing) {
+		TCase *tc = th_tcase(s, "submit_and_complete", "submit_and_park complete");
+		th_test(tc, a_read_completes_with_the_bytes_that_came);
+		tc = th_tcase(s, "batching", "submit_and_park");
+		th_test(tc, one_io_uring_enter_submits_the_whole_run_queue);
+		th_test(tc, a_parked_reader_keeps_the_hub_waiting_for_its_completion);
+		th_test(tc, closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end);
+		th_test(tc, closing_an_fd_wakes_its_writer_with_ebadf);
+		tc = th_tcase(s, "reaping", "complete");
+		th_test(tc, one_io_uring_enter_wakes_every_completed_request);
+		th_test(tc, all_asleep_is_reported_once_the_reads_are_done);
+		tc = th_tcase(s, "buffer_ownership", "submit_and_park cancel_and_wait complete");
+		th_test(tc, a_read_past_its_deadline_fails_with_etimedout);
+		th_test(tc, a_read_past_its_deadline_leaves_its_buffer_alone);
+		th_test(tc, a_cancelled_read_leaves_its_buffer_alone);
+		th_test(tc, a_timed_out_reader_can_end_and_its_stack_go_away);
+	} else {
+		fprintf(stderr, "test_uring: SKIPPED the 11 io_uring tests: %s\n", why);
+	}
+	TCase *tc = th_tcase(s, "epoll", "");
+	th_test(tc, on_epoll_a_read_past_its_deadline_fails_with_etimedout);
+	th_test(tc, on_epoll_closing_an_fd_wakes_its_reader_with_ebadf);
+	return th_run(s);
+}

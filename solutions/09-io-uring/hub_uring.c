@@ -169,15 +169,16 @@ static void cancel_and_wait(struct request *req)
 	 * wakes every parked coroutine): only req->done says the kernel let go.
 	 * Tests: a_read_past_its_deadline_leaves_its_buffer_alone,
 	 * a_cancelled_read_leaves_its_buffer_alone,
-	 * a_read_cancelled_while_it_cancels_still_waits_for_the_kernel,
 	 * a_timed_out_reader_can_end_and_its_stack_go_away,
-	 * a_read_past_its_deadline_fails_with_etimedout.
+	 * a_read_past_its_deadline_fails_with_etimedout,
+	 * an_idle_client_is_closed_while_its_read_is_in_flight,
+	 * shutdown_cancels_the_reads_in_flight_and_exits_cleanly.
 	 */
 	cancel(req);
 	req->co->wait = (struct co_wait){ .what = "cancel", .fd = req->fd };
 	while (!req->done)
 		co_park_uninterruptible();
-	/* STUB: (void)req; (void)cancel; */
+	/* STUB: (void)req; */
 	/* END cancel_and_wait */
 }
 
@@ -201,10 +202,11 @@ static int submit_and_park(struct request *req, struct io_uring_sqe *sqe, int64_
 	 * request is what io_uring is there to save.
 	 * Tests: one_io_uring_enter_submits_the_whole_run_queue,
 	 * a_read_completes_with_the_bytes_that_came,
-	 * a_parked_reader_is_counted_until_its_completion,
+	 * a_parked_reader_keeps_the_hub_waiting_for_its_completion,
 	 * a_read_past_its_deadline_fails_with_etimedout,
 	 * a_read_past_its_deadline_leaves_its_buffer_alone,
-	 * a_cancelled_read_leaves_its_buffer_alone, and the echo suites.
+	 * closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end,
+	 * the_server_runs_on_io_uring_by_default, and the echo suites.
 	 */
 	io_uring_sqe_set_data(sqe, req);
 	ur.in_flight++;
@@ -235,8 +237,9 @@ static void reap(void)
 	 * that the kernel has let go of its buffer.
 	 * Tests: a_read_completes_with_the_bytes_that_came,
 	 * one_io_uring_enter_wakes_every_completed_request,
-	 * a_parked_reader_is_counted_until_its_completion,
-	 * a_read_past_its_deadline_fails_with_etimedout, and the echo suites.
+	 * all_asleep_is_reported_once_the_reads_are_done,
+	 * a_read_past_its_deadline_fails_with_etimedout,
+	 * idle_server_sleeps, and the echo suites.
 	 */
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
@@ -252,7 +255,6 @@ static void reap(void)
 	}
 	io_uring_cq_advance(&ur.ring, seen);
 	ur.stats.completed += seen;
-	/* STUB: (void)cqe; */
 	/* END complete */
 }
 

@@ -48,7 +48,9 @@ static void open_hub(enum hub_kind kind)
 
 /* A wait that does not end would hang the test. The guard turns it into a
  * failure: if it is still asleep after ms, it notes so and cancels every
- * coroutine. A scenario that ends well cancels the guard. */
+ * coroutine. A scenario that ends well cancels the guard. (A coroutine that
+ * waits uninterruptibly for a completion that never comes stays, and the
+ * test's deadline, a second here, reports the hang.) */
 static co_id guard_id;
 
 static void guard(void *arg)
@@ -112,7 +114,7 @@ START_TEST(a_read_completes_with_the_bytes_that_came)
 	socket_pair(pair);
 	co_spawn(read_once, NULL);
 	co_spawn(write_hello_later, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a socket to which another wrote \"hello\" 10 ms "
@@ -341,7 +343,7 @@ START_TEST(a_read_past_its_deadline_fails_with_etimedout)
 	memset(&reader, 0, sizeof reader);
 	socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
@@ -363,7 +365,7 @@ START_TEST(a_read_past_its_deadline_leaves_its_buffer_alone)
 	late_got = 0;
 	socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
@@ -405,7 +407,7 @@ START_TEST(a_cancelled_read_leaves_its_buffer_alone)
 	socket_pair(pair);
 	victim = co_spawn(read_until_cancelled, NULL);
 	co_spawn(cancel_the_reader, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a silent socket; another cancelled it 10 ms later");
@@ -451,7 +453,7 @@ START_TEST(a_timed_out_reader_can_end_and_its_stack_go_away)
 	socket_pair(pair);
 	victim = co_spawn(read_on_my_stack_with_a_deadline, NULL);
 	co_spawn(write_once_the_reader_ended, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a silent socket into its stack with a 10 ms "
@@ -514,7 +516,7 @@ static void scenario_close_a_reader(enum hub_kind kind)
 	socket_pair(pair);
 	co_spawn(read_until_closed, NULL);
 	co_spawn(close_it_then_look_at_the_peer, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close(pair[1]);
 	th_expect_trace("", "a coroutine read a silent socket; another closed it 10 ms later");
@@ -551,7 +553,7 @@ START_TEST(closing_an_fd_wakes_its_writer_with_ebadf)
 	socket_pair(pair);
 	co_spawn(write_until_closed, NULL);
 	co_spawn(close_it_then_look_at_the_peer, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close(pair[1]);
 	th_expect_trace("", "a coroutine wrote to a socket whose buffers were full; another "
@@ -574,7 +576,7 @@ START_TEST(on_epoll_a_read_past_its_deadline_fails_with_etimedout)
 	late_got = 0;
 	socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
-	start_guard(1000);
+	start_guard(500);
 	run_all();
 	close_pair();
 	th_expect_trace("", "a coroutine read a silent socket with a deadline 10 ms away");
@@ -613,17 +615,23 @@ int main(void)
 	const char *why = uring_unavailable();
 	bool listing = getenv("TH_LIST_TESTS") != NULL;
 	if (why == NULL || listing) {
+		/* Each test takes a few tens of milliseconds: one that still
+		 * runs after a second has hung. */
 		TCase *tc = th_tcase(s, "submit_and_complete", "submit_and_park complete");
+		th_tcase_deadline(tc, 1);
 		th_test(tc, a_read_completes_with_the_bytes_that_came);
 		tc = th_tcase(s, "batching", "submit_and_park");
+		th_tcase_deadline(tc, 1);
 		th_test(tc, one_io_uring_enter_submits_the_whole_run_queue);
 		th_test(tc, a_parked_reader_keeps_the_hub_waiting_for_its_completion);
 		th_test(tc, closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end);
 		th_test(tc, closing_an_fd_wakes_its_writer_with_ebadf);
 		tc = th_tcase(s, "reaping", "complete");
+		th_tcase_deadline(tc, 1);
 		th_test(tc, one_io_uring_enter_wakes_every_completed_request);
 		th_test(tc, all_asleep_is_reported_once_the_reads_are_done);
 		tc = th_tcase(s, "buffer_ownership", "submit_and_park cancel_and_wait complete");
+		th_tcase_deadline(tc, 1);
 		th_test(tc, a_read_past_its_deadline_fails_with_etimedout);
 		th_test(tc, a_read_past_its_deadline_leaves_its_buffer_alone);
 		th_test(tc, a_cancelled_read_leaves_its_buffer_alone);
@@ -632,6 +640,7 @@ int main(void)
 		fprintf(stderr, "test_uring: SKIPPED the 11 io_uring tests: %s\n", why);
 	}
 	TCase *tc = th_tcase(s, "epoll", "");
+	th_tcase_deadline(tc, 1);
 	th_test(tc, on_epoll_a_read_past_its_deadline_fails_with_etimedout);
 	th_test(tc, on_epoll_closing_an_fd_wakes_its_reader_with_ebadf);
 	return th_run(s);

@@ -35,10 +35,14 @@ int hub_open(enum hub_kind kind)
 		}
 		if (kind == HUB_URING)
 			return -1;
-		/* Old kernels, kernel.io_uring_disabled, and the seccomp
-		 * profiles of container runtimes all end here. */
-		cli_log("io_uring is not available here (io_uring_setup: %s): the hub runs on epoll",
-			strerror(errno));
+		/* Old kernels, kernel.io_uring_disabled, the seccomp profiles
+		 * of container runtimes and qemu-user all end here. Said once:
+		 * a program may open and close the hub many times (tests). */
+		static bool said;
+		if (!said)
+			cli_log("io_uring is not available here (io_uring_setup: %s): the hub runs "
+				"on epoll", strerror(errno));
+		said = true;
 	}
 	if (hub_epoll_open() < 0)
 		return -1;

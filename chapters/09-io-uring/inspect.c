@@ -74,8 +74,8 @@ void co_dump_first(FILE *out, size_t most)
 		(unsigned long long)hub_loops());
 	struct hub_uring_stats ring = hub_uring_stats();
 	if (ring.enters > 0)
-		fprintf(out, ", in %llu io_uring_enter calls that submitted %llu requests and "
-			"reaped %llu completions", (unsigned long long)ring.enters,
+		fprintf(out, "; %llu io_uring_enter calls submitted %llu requests and reaped %llu "
+			"completions", (unsigned long long)ring.enters,
 			(unsigned long long)ring.submitted, (unsigned long long)ring.completed);
 	fputc('\n', out);
 	size_t shown = 0;

@@ -87,11 +87,23 @@ END_TEST
 
 static const char not_available[] = "io_uring is not available here";
 
+/* Why this machine refuses io_uring itself (see main()), or NULL. */
+static const char *refused;
+
+/* The server under test, on a machine without io_uring: through the
+ * seccomp wrapper, or as it is where the machine refuses io_uring already
+ * (qemu-user, which cannot run the wrapper's exec of another AArch64
+ * program anyway). */
+static const char *without_io_uring(void)
+{
+	return refused == NULL ? th_build_path("without_io_uring") : NULL;
+}
+
 START_TEST(without_io_uring_the_server_says_so_in_one_line_and_runs_on_epoll)
 {
 	th_about("", "where io_uring_setup fails (a seccomp profile here), the server must say so "
 		 "in one line on stderr and serve on epoll");
-	struct th_launch launch = { .server = th_build_path("without_io_uring") };
+	struct th_launch launch = { .server = without_io_uring() };
 	struct th_server *server = th_start(&launch);
 	echo_a_few_clients(server);
 	const char *err = th_server_stderr(server);
@@ -99,9 +111,9 @@ START_TEST(without_io_uring_the_server_says_so_in_one_line_and_runs_on_epoll)
 	if (first == NULL || strstr(first + 1, not_available) != NULL)
 		th_fail("with io_uring_setup refused, the server's stderr should say \"%s\" once; "
 			"it says:\n%s", not_available, err);
-	if (strstr(first, "Operation not permitted") == NULL)
-		th_fail("the line should give the reason (\"Operation not permitted\"); it is:\n%s",
-			first);
+	if (strncmp(first + strlen(not_available), " (io_uring_setup: ", 18) != 0)
+		th_fail("the line should give the reason (\"(io_uring_setup: Operation not "
+			"permitted)\" here); it is:\n%s", first);
 	expect_hub(server, "epoll");
 }
 END_TEST
@@ -111,10 +123,10 @@ START_TEST(b_uring_without_io_uring_fails_with_the_reason)
 	th_about("", "-b uring asks for io_uring and nothing else: where it is refused, the server "
 		 "must exit 1 with the reason, not serve on epoll");
 	static const char *const args[] = { "-p", "0", "-b", "uring", NULL };
-	struct th_launch launch = { .server = th_build_path("without_io_uring"), .args = args };
+	struct th_launch launch = { .server = without_io_uring(), .args = args };
 	char out[1024];
 	int status = th_run_program(&launch, 3000, out, sizeof out);
-	if (status != 1 || strstr(out, "Operation not permitted") == NULL)
+	if (status != 1 || strstr(out, "io_uring") == NULL)
 		th_fail("with io_uring_setup refused, \"echo_server -b uring\" should exit 1 saying "
 			"why; it exited %d, saying:\n%s", status, out);
 }
@@ -183,8 +195,8 @@ static const char *uring_unavailable(void)
 		io_uring_queue_exit(&ring);
 		return NULL;
 	}
-	snprintf(why, sizeof why, "io_uring_setup: %s (is /proc/sys/kernel/io_uring_disabled "
-		 "above 0, or a seccomp profile in the way? the hub needs Linux 6.1 or later)",
+	snprintf(why, sizeof why, "io_uring_setup: %s (a kernel before 6.1, qemu-user, "
+		 "/proc/sys/kernel/io_uring_disabled above 0, or a seccomp profile)",
 		 strerror(-err));
 	return why;
 }
@@ -192,10 +204,10 @@ static const char *uring_unavailable(void)
 int main(void)
 {
 	Suite *s = th_suite("io_uring server");
-	const char *why = uring_unavailable();
+	refused = uring_unavailable();
 	bool listing = getenv("TH_LIST_TESTS") != NULL;
 	TCase *tc;
-	if (why == NULL || listing) {
+	if (refused == NULL || listing) {
 		tc = th_tcase(s, "default_hub", "submit_and_park complete");
 		th_test(tc, the_server_runs_on_io_uring_by_default);
 		tc = th_tcase(s, "in_flight", "submit_and_park cancel_and_wait");
@@ -203,7 +215,7 @@ int main(void)
 		th_test(tc, an_idle_client_is_closed_while_its_read_is_in_flight);
 		th_test(tc, shutdown_cancels_the_reads_in_flight_and_exits_cleanly);
 	} else {
-		fprintf(stderr, "test_uring_server: SKIPPED the 3 io_uring tests: %s\n", why);
+		fprintf(stderr, "test_uring_server: SKIPPED the 3 io_uring tests: %s\n", refused);
 	}
 	tc = th_tcase(s, "other_hubs", "");
 	th_test(tc, with_b_epoll_the_same_server_runs_on_epoll);

@@ -23,7 +23,20 @@ generate() {	# generate CHAPTER: the starter, made afresh, in build/starters
 	"$starter" cut "solutions/$1" "build/starters/$1"
 }
 
+# The frozen copies of earlier chapters' files in solutions/CH, each named on
+# its first line (see tools/starter.sh freeze), as "COPY ORIGINAL" lines.
+frozen() {
+	for f in "solutions/$1"/*.c "solutions/$1"/*.h; do
+		[ -e "$f" ] || continue
+		sed -n '1s|^/\* Frozen copy of \(solutions/[^ ]*\)$|'"$f"' \1|p' "$f"
+	done
+}
+
 write() {
+	frozen "$1" | while read -r copy original; do
+		"$starter" freeze "$original" >"$copy"
+		echo "wrote $copy from $original"
+	done
 	generate "$1"
 	mkdir -p "chapters/$1"
 	find "chapters/$1" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
@@ -40,6 +53,14 @@ tally() {
 check() {
 	ch=$1
 	ok=true
+	for pair in $(frozen "$ch" | tr ' ' :); do
+		copy=${pair%%:*} original=${pair#*:}
+		if ! "$starter" freeze "$original" | cmp -s - "$copy"; then
+			echo "$ch: $copy is not a frozen copy of $original as it is now"
+			echo "  (run 'make starters CH=${ch%%-*}' after changing $original)"
+			ok=false
+		fi
+	done
 	generate "$ch"
 	if ! diff -r -x README.md "chapters/$ch" "build/starters/$ch" >"build/starters/$ch.diff" 2>&1; then
 		echo "$ch: chapters/$ch differs from the starter generated from solutions/$ch:"

@@ -14,10 +14,14 @@
 #   starter.sh list SRC_DIR               the exercise names in a solution
 #   starter.sh cut SRC_DIR DST_DIR [NAME] copy SRC_DIR to DST_DIR with every
 #                                         exercise cut out, or only NAME
+#   starter.sh freeze FILE                FILE as a later chapter ships it: the
+#                                         answers kept, the markers and the
+#                                         TODO text taken out, under a header
+#                                         that names FILE
 set -eu
 
 usage() {
-	echo "usage: $0 list SRC_DIR | cut SRC_DIR DST_DIR [NAME]" >&2
+	echo "usage: $0 list SRC_DIR | cut SRC_DIR DST_DIR [NAME] | freeze FILE" >&2
 	exit 2
 }
 
@@ -85,6 +89,27 @@ cut_tree() {
 	done
 }
 
+# A solution's file with its exercises solved and no trace of them: a later
+# chapter that builds an earlier chapter's program unchanged ships this copy,
+# so that it builds the same whatever the student's earlier chapter holds.
+# The first line names the source; check-starters.sh checks the copy.
+freeze() {
+	printf '/* Frozen copy of %s\n' "$1"
+	printf ' * (tools/starter.sh freeze): its answers in place, its TODO text taken\n'
+	printf ' * out. Edit the original and run make starters: this copy is checked. */\n'
+	awk -v file="$1" '
+	function fail(msg) { printf "%s:%d: %s\n", file, NR, msg > "/dev/stderr"; exit 1 }
+	BEGIN { state = "code" }
+	state == "code" && /^[ \t]*\/\* EXERCISE [a-z0-9_]+:/ {
+		state = ($0 ~ /\*\//) ? "body" : "head"; next }
+	state == "head" { if ($0 ~ /\*\//) state = "body"; next }
+	state == "body" && /^[ \t]*\/\* STUB: .* \*\/[ \t]*$/ { next }
+	state == "body" && /^[ \t]*\/\* END [a-z0-9_]+ \*\/[ \t]*$/ { state = "code"; next }
+	{ print }
+	END { if (state != "code") fail("an exercise has no END marker") }
+	' "$1"
+}
+
 [ $# -ge 1 ] || usage
 command=$1
 shift
@@ -96,6 +121,10 @@ list)
 cut)
 	if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
 	cut_tree "$@"
+	;;
+freeze)
+	[ $# -eq 1 ] || usage
+	freeze "$1"
 	;;
 *) usage ;;
 esac

@@ -21,8 +21,9 @@ enum {
 	/* Clients that connect while we serve someone else wait in the kernel's
 	 * accept queue. A short queue (the classic tutorials use 5) overflows
 	 * under a burst and those clients wait seconds for a SYN retransmission.
-	 * The kernel caps this at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	 * The kernel caps this at net.core.somaxconn (4096 by default since
+	 * Linux 5.4). */
+	LISTEN_BACKLOG = 4096,
 	BUFFER_SIZE = 16 * 1024,
 };
 

@@ -25,7 +25,7 @@ enum {
 	 * accept queue. A short queue (the classic tutorials use 5) overflows
 	 * under a burst and those clients wait seconds for a SYN retransmission.
 	 * The kernel caps this at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	LISTEN_BACKLOG = 4096,
 	BUFFER_SIZE = 16 * 1024,
 	/* A thread's whole stack is reserved when the thread starts: 8 MiB by
 	 * default (ulimit -s), of which a handler touches a few pages (its 16 KiB

@@ -26,7 +26,7 @@ enum {
 	 * accept queue. A short queue (the classic tutorials use 5) overflows
 	 * under a burst and those clients wait seconds for a SYN retransmission.
 	 * The kernel caps this at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	LISTEN_BACKLOG = 4096,
 	/* On the coroutine's stack (CO_STACK_SIZE), with room left for the
 	 * calls it makes. */
 	BUFFER_SIZE = 16 * 1024,

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -33,6 +34,10 @@ PATCH_REAL(recv);
 PATCH_REAL(send);
 PATCH_REAL(poll);
 PATCH_REAL(close);
+PATCH_REAL(close_range);
+PATCH_REAL(dup2);
+PATCH_REAL(dup3);
+PATCH_REAL(fclose);
 PATCH_REAL(fcntl);
 PATCH_REAL(nanosleep);
 
@@ -46,9 +51,13 @@ enum fd_kind {
 };
 
 /* Indexed by fd, sized once from the descriptor limit so that it never
- * moves: worker threads (offload.c) read it while the hub writes it. */
+ * moves: worker threads (offload.c) read it while the hub writes it. An fd
+ * closed off the hub's thread is marked stale: only the hub's thread may
+ * tell the hub to forget it (hub.h's rule), and does so before its next
+ * wait on that number. */
 static struct {
 	_Atomic unsigned char *kind;
+	_Atomic unsigned char *stale;
 	size_t size;
 } fds;
 
@@ -73,7 +82,29 @@ __attribute__((constructor)) static void make_fd_table(void)
 	    limit.rlim_max < (rlim_t)1 << 22)
 		n = limit.rlim_max;
 	fds.kind = calloc(n, 1);
-	fds.size = fds.kind != NULL ? n : 0;
+	fds.stale = calloc(n, 1);
+	fds.size = fds.kind != NULL && fds.stale != NULL ? n : 0;
+}
+
+/* fd is about to be closed, or to stop being what the hub knew of it (a
+ * dup2() over it): the hub must forget it first. On another thread, leave
+ * that to the hub's thread. */
+static void forget(int fd)
+{
+	if (patch_can_park())
+		hub_forget_fd(fd);
+	else if (fd >= 0 && (size_t)fd < fds.size)
+		atomic_store_explicit(&fds.stale[fd], 1, memory_order_release);
+	set_fd_kind(fd, FD_UNKNOWN);
+}
+
+/* On the hub's thread, before it waits on fd: forget what was closed
+ * elsewhere. */
+static void forget_if_stale(int fd)
+{
+	if (fd >= 0 && (size_t)fd < fds.size &&
+	    atomic_exchange_explicit(&fds.stale[fd], 0, memory_order_acquire) != 0)
+		hub_forget_fd(fd);
 }
 
 /* A descriptor the program just created, through a call to which we added
@@ -91,6 +122,77 @@ static bool would_block(int err)
 	return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+/* Green threads waiting for their turn to wait on an fd. The hub lets one
+ * coroutine wait per fd and direction (EBUSY for a second), but kernel
+ * threads may block in one call on one socket together: a pool of threads
+ * in accept(), say. The second and later queue here, first come first
+ * served, as Go queues goroutines on a socket's fdMutex; each waiter
+ * passes the turn on when its wait ends. On the waiters' stacks, so
+ * queueing allocates nothing; few at a time, so a list will do. */
+struct turn {
+	struct co *co;
+	int fd;
+	enum hub_dir dir;
+	struct turn *next;
+};
+
+static struct turn *turns;
+
+static void queue_for_turn(struct turn *t)
+{
+	struct turn **at = &turns;
+	while (*at != NULL)
+		at = &(*at)->next;
+	t->next = NULL;
+	*at = t;
+}
+
+static void leave_turns(struct turn *t)
+{
+	for (struct turn **at = &turns; *at != NULL; at = &(*at)->next) {
+		if (*at == t) {
+			*at = t->next;
+			return;
+		}
+	}
+}
+
+/* A wait on fd is over: wake the first green thread queued behind it. */
+static void pass_turn(int fd, enum hub_dir dir)
+{
+	for (struct turn *t = turns; t != NULL; t = t->next) {
+		if (t->fd == fd && t->dir == dir) {
+			co_wake(t->co, 0);
+			return;
+		}
+	}
+}
+
+/* Park in the hub until fd is ready, behind the green threads already
+ * waiting on it. */
+static int wait_in_turn(int fd, enum hub_dir dir)
+{
+	forget_if_stale(fd);
+	for (;;) {
+		int result = hub_wait_fd(fd, dir, -1);
+		if (result == 0 || errno != EBUSY) {
+			int err = errno;
+			pass_turn(fd, dir);
+			errno = err;
+			return result;
+		}
+		struct turn t = { .co = co_current(), .fd = fd, .dir = dir };
+		queue_for_turn(&t);
+		co_current()->wait = (struct co_wait){ .what = "turn", .fd = fd };
+		int err = co_park();
+		leave_turns(&t);
+		if (err != 0) {
+			errno = err;
+			return -1;
+		}
+	}
+}
+
 /* A call on fd came back EAGAIN where the program expected it to block:
  * wait until fd is ready. Parks the green thread when it can; on any other
  * thread, blocks that kernel thread in poll(), as the real call would have.
@@ -98,12 +200,26 @@ static bool would_block(int err)
 static int wait_ready(int fd, enum hub_dir dir)
 {
 	if (patch_can_park())
-		return hub_wait_fd(fd, dir, -1);
+		return wait_in_turn(fd, dir);
 	struct pollfd pfd = { .fd = fd, .events = dir == HUB_READ ? POLLIN : POLLOUT };
 	int ready;
 	while ((ready = REAL(poll)(&pfd, 1, -1)) < 0 && errno == EINTR)
 		continue;
 	return ready < 0 ? -1 : 0;
+}
+
+/* The hub's hint that fd is read dry (hub.h), on the hub's thread only: it
+ * is cleared when the hub's epoll_wait reports fd readable, which never
+ * happens for a read off the hub, where wait_ready() polls instead. */
+static bool may_read(int fd)
+{
+	return !patch_can_park() || hub_may_read(fd);
+}
+
+static void drained(int fd)
+{
+	if (patch_can_park())
+		hub_drained(fd);
 }
 
 int PATCHED(socket)(int domain, int type, int protocol)
@@ -158,33 +274,51 @@ ssize_t PATCHED(read)(int fd, void *buf, size_t len)
 	/* TODO patch_read: read(2) for a program that thinks it blocks.
 	 * An fd that is not FD_GREEN gets the real read, whatever it does.
 	 * For a green one, loop: unless the hub knows the socket is read dry
-	 * (hub_may_read(fd) false), call REAL(read); bytes or end of file
-	 * (>= 0): tell the hub if fewer than len came (hub_drained(fd), the
+	 * (may_read(fd) false), call REAL(read); bytes or end of file
+	 * (>= 0): tell the hub if fewer than len came (drained(fd), the
 	 * socket is most likely empty now) and return them. EAGAIN
-	 * (would_block()): hub_drained(fd), then wait_ready(fd, HUB_READ) and go
+	 * (would_block()): drained(fd), then wait_ready(fd, HUB_READ) and go
 	 * round again. Any other error, EINTR included (the program handles
 	 * that as it would from the kernel), or a failed wait: return -1.
 	 * Hint: calling read() here instead of REAL(read) calls this function
 	 * again, for ever: the dynamic linker binds read to the first
 	 * definition it finds, and that is this one.
 	 * Tests: patched_read_waits_for_a_green_writer, serves_ten_thousand_clients_on_one_thread,
+	 * preloaded_server_survives_short_reads_and_writes,
+	 * patched_serial_server_still_serves_one_client_at_a_time,
+	 * program_asking_for_nonblock_gets_eagain, clearing_nonblock_makes_reads_park_again,
 	 * and the shared echo suites.
 	 */
-	(void)wait_ready;
+	(void)wait_ready; (void)may_read; (void)drained;
 	return REAL(read)(fd, buf, len);
+}
+
+/* write(2) or send(2) on a green fd. The program thinks the fd blocks,
+ * and a blocking write returns only once every byte is written (a socket or
+ * a pipe takes what fits and blocks for the rest), or once something went
+ * wrong: an error with nothing written, or a count short of len. */
+static ssize_t write_whole(int fd, const char *buf, size_t len, int flags, bool as_send)
+{
+	size_t done = 0;
+	for (;;) {
+		ssize_t put = as_send ? REAL(send)(fd, buf + done, len - done, flags)
+				      : REAL(write)(fd, buf + done, len - done);
+		if (put >= 0)
+			done += (size_t)put;
+		else if (!would_block(errno))
+			return done > 0 ? (ssize_t)done : -1;
+		if (done == len)
+			return (ssize_t)done;
+		if (wait_ready(fd, HUB_WRITE) < 0)
+			return done > 0 ? (ssize_t)done : -1;
+	}
 }
 
 ssize_t PATCHED(write)(int fd, const void *buf, size_t len)
 {
 	if (fd_kind(fd) != FD_GREEN)
 		return REAL(write)(fd, buf, len);
-	for (;;) {
-		ssize_t put = REAL(write)(fd, buf, len);
-		if (put >= 0 || !would_block(errno))
-			return put;
-		if (wait_ready(fd, HUB_WRITE) < 0)
-			return -1;
-	}
+	return write_whole(fd, buf, len, 0, false);
 }
 
 ssize_t PATCHED(recv)(int fd, void *buf, size_t len, int flags)
@@ -204,13 +338,7 @@ ssize_t PATCHED(send)(int fd, const void *buf, size_t len, int flags)
 {
 	if (fd_kind(fd) != FD_GREEN || (flags & MSG_DONTWAIT))
 		return REAL(send)(fd, buf, len, flags);
-	for (;;) {
-		ssize_t put = REAL(send)(fd, buf, len, flags);
-		if (put >= 0 || !would_block(errno))
-			return put;
-		if (wait_ready(fd, HUB_WRITE) < 0)
-			return -1;
-	}
+	return write_whole(fd, buf, len, flags, true);
 }
 
 int PATCHED(connect)(int fd, const struct sockaddr *addr, socklen_t len)
@@ -247,11 +375,12 @@ int PATCHED(poll)(struct pollfd *pfds, nfds_t n, int timeout)
 	short events = n == 1 ? pfds[0].events & (POLLIN | POLLOUT) : 0;
 	if (!patch_can_park() || timeout == 0 || (events != POLLIN && events != POLLOUT))
 		return REAL(poll)(pfds, n, timeout);
-	int64_t deadline = timeout < 0 ? -1 : co_now_ms() + timeout;
+	int64_t deadline = timeout < 0 ? -1 : co_deadline_after(timeout);
 	for (;;) {
 		int ready = REAL(poll)(pfds, 1, 0);
 		if (ready != 0)
 			return ready;
+		forget_if_stale(pfds[0].fd);
 		if (hub_wait_fd(pfds[0].fd, events == POLLIN ? HUB_READ : HUB_WRITE, deadline) == 0)
 			continue;
 		if (errno == ETIMEDOUT)
@@ -263,14 +392,53 @@ int PATCHED(poll)(struct pollfd *pfds, nfds_t n, int timeout)
 	}
 }
 
+/* Every way a program closes an fd goes through forget() first (hub.h's
+ * rule): a green thread parked on it wakes with EBADF, and the hub forgets
+ * it, for the number may come back as another file. What stays out of
+ * reach: a raw syscall(SYS_close), and libc closing an fd by itself. */
 int PATCHED(close)(int fd)
 {
-	/* A green thread parked on fd wakes with EBADF, and the hub forgets
-	 * it: the number may come back as another file. */
-	if (patch_can_park())
-		hub_forget_fd(fd);
-	set_fd_kind(fd, FD_UNKNOWN);
+	forget(fd);
 	return REAL(close)(fd);
+}
+
+int PATCHED(fclose)(FILE *stream)
+{
+	forget(fileno(stream));
+	return REAL(fclose)(stream);
+}
+
+int PATCHED(close_range)(unsigned first, unsigned last, int flags)
+{
+	/* CLOSE_RANGE_CLOEXEC only marks them: nothing is closed yet. */
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		for (size_t fd = first; fd <= last && fd < fds.size; fd++)
+			forget((int)fd);
+	return REAL(close_range)(first, last, flags);
+}
+
+/* dup2() and dup3() close newfd first if it is open; then newfd is oldfd's
+ * file, green (or not) as oldfd is. */
+static int duplicated(int oldfd, int newfd)
+{
+	if (newfd >= 0)
+		set_fd_kind(newfd, fd_kind(oldfd));
+	return newfd;
+}
+
+int PATCHED(dup2)(int oldfd, int newfd)
+{
+	if (oldfd == newfd)
+		return REAL(dup2)(oldfd, newfd);
+	forget(newfd);
+	return duplicated(oldfd, REAL(dup2)(oldfd, newfd));
+}
+
+int PATCHED(dup3)(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd)
+		forget(newfd);
+	return duplicated(oldfd, REAL(dup3)(oldfd, newfd, flags));
 }
 
 /* fcntl(2) is variadic; the third argument, when there is one, is an int or
@@ -293,7 +461,9 @@ int PATCHED(fcntl)(int fd, int cmd, ...)
 	 * stay non-blocking for the hub.
 	 * Hint: a program that asked for O_NONBLOCK must get EAGAIN from
 	 * read(): the FD_NONBLOCK kind gives it the real read.
-	 * Tests: getfl_still_shows_a_blocking_socket, program_asking_for_nonblock_gets_eagain.
+	 * Tests: getfl_still_shows_a_blocking_socket,
+	 * setfl_with_the_flags_getfl_gave_keeps_the_fd_nonblocking,
+	 * program_asking_for_nonblock_gets_eagain, clearing_nonblock_makes_reads_park_again.
 	 */
 	return REAL(fcntl)(fd, cmd, arg);
 }

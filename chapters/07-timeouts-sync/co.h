@@ -31,11 +31,14 @@ co_id co_spawn(co_fn *fn, void *arg);
  * -1 with errno EDEADLK for the caller itself, ECANCELED if cancelled. */
 int co_join(co_id id);
 
-/* Let every runnable coroutine run once, then carry on (gevent.sleep(0)). */
+/* Let every other runnable coroutine run once, then carry on. The hub looks
+ * at sockets and timers once per round of the run queue, without sleeping,
+ * so coroutines that keep yielding delay those that wait for I/O or time by
+ * a round, never for ever (gevent.sleep(0) does the same). */
 void co_yield(void);
 
-/* Sleep for ms milliseconds (0: co_yield). Returns 0, or -1 with errno
- * ECANCELED when cancelled. */
+/* Sleep for ms milliseconds at least (0: co_yield). Returns 0, or -1 with
+ * errno ECANCELED when cancelled. */
 int co_sleep(long ms);
 
 /* Milliseconds on the monotonic clock: the clock of every deadline, such as

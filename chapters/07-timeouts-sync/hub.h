@@ -20,8 +20,15 @@ int hub_open(void);
  * errno: ETIMEDOUT, EBADF (fd closed meanwhile with green_close), ECANCELED,
  * EBUSY (another coroutine already waits on fd the same way: one waiter per
  * fd and direction). Readiness is level-triggered: if fd is ready already,
- * the wait ends at the hub's next epoll_wait. Close fds that have been
- * waited on with green_close(), so that the hub forgets them. */
+ * the wait ends at the hub's next epoll_wait.
+ *
+ * The rule, as in Redis's ae (aeDeleteFileEvent before close) and libdill
+ * (fdclean): an fd that has been waited on is closed with green_close(), or
+ * hub_forget_fd() comes before its close(), dup2() over it or hand-over to
+ * another thread. The hub remembers what it asked epoll for each fd number,
+ * so that waiting costs no system call; if an fd is closed behind its back and
+ * the number comes back as another socket, the hub believes it registered
+ * already, and a waiter on it is never woken. */
 int hub_wait_fd(int fd, enum hub_dir dir, int64_t deadline);
 
 /* A hint that spares readers a read() that would fail with EAGAIN.
@@ -41,13 +48,15 @@ int hub_park_until(int64_t deadline);
 /* Park the running coroutine until deadline. 0, or -1 with ECANCELED. */
 int hub_sleep_until(int64_t deadline);
 
-/* fd is about to be closed: wake its waiters with EBADF and forget it. */
+/* fd is about to be closed (or handed to another thread): wake its waiters
+ * with EBADF, take it out of the epoll set, and forget it. */
 void hub_forget_fd(int fd);
 
-/* Wait for the next socket event or timer and wake the coroutines it
- * concerns. Returns false, at once, when nothing is waited for at all: no
- * socket and no timer could ever wake anyone. */
-bool hub_poll(void);
+/* Wait for the next socket event or timer (block), or only look whether
+ * any has come (!block), and wake the coroutines it concerns. Returns
+ * false, at once, when nothing is waited for at all: no socket and no timer
+ * could ever wake anyone. */
+bool hub_poll(bool block);
 
 /* How many times hub_poll() has slept in epoll_wait. */
 uint64_t hub_loops(void);

@@ -28,6 +28,7 @@ void co_start(void);
  * one hub is ever touched from another thread (mailbox.h). */
 static _Thread_local struct {
 	struct co *head, *tail; /* the run queue */
+	size_t runnable;        /* its length */
 	struct co *current;     /* the one running, or NULL in the scheduler */
 	struct co *all;         /* every coroutine, newest first */
 	size_t count;
@@ -126,6 +127,7 @@ static void make_runnable(struct co *co)
 	else
 		sched.head = co;
 	sched.tail = co;
+	sched.runnable++;
 }
 
 static struct co *next_runnable(void)
@@ -135,6 +137,7 @@ static struct co *next_runnable(void)
 		sched.head = co->next_runnable;
 		if (sched.head == NULL)
 			sched.tail = NULL;
+		sched.runnable--;
 	}
 	return co;
 }
@@ -297,13 +300,23 @@ void co_yield(void)
 	switch_to_scheduler(co, false);
 }
 
+int64_t co_deadline_after(long ms)
+{
+	/* co_now_ms() counts whole milliseconds: now + ms could be up to a
+	 * millisecond short of ms from now, so count from the next one. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return (now_ns + 999999) / 1000000 + ms;
+}
+
 int co_sleep(long ms)
 {
 	if (ms <= 0) {
 		co_yield();
 		return 0;
 	}
-	return hub_sleep_until(co_now_ms() + ms);
+	return hub_sleep_until(co_deadline_after(ms));
 }
 
 static struct co *find(co_id id)
@@ -398,22 +411,38 @@ int co_run(void)
 {
 	if (hub_open() < 0) {
 		fprintf(stderr, "co: cannot create the epoll instance: %s\n", strerror(errno));
+		co_watchdog_stop();
 		return -1;
 	}
+	/* A pass over the run queue: the coroutines runnable when it began.
+	 * At the end of each, the hub looks at the sockets and timers too,
+	 * without sleeping if someone can still run: coroutines that keep
+	 * yielding to each other must not starve those that wait. */
+	size_t pass_left = sched.runnable;
 	while (sched.count > 0) {
 		struct co *co = next_runnable();
 		if (co == NULL) {
 			/* Nothing can run: sleep in the kernel until something can. */
-			if (hub_poll())
+			if (hub_poll(true)) {
+				pass_left = sched.runnable;
 				continue;
+			}
 			fprintf(stderr, "co: all coroutines are asleep, and nothing can wake them:\n");
 			co_dump_first(stderr, DUMP_WHEN_ASLEEP);
+			co_watchdog_stop();
 			return -1;
 		}
 		run(co);
 		if (co->state == CO_FINISHED)
 			finish(co);
+		if (pass_left > 0)
+			pass_left--;
+		if (pass_left == 0 && sched.runnable > 0) {
+			hub_poll(false);
+			pass_left = sched.runnable;
+		}
 	}
+	co_watchdog_stop();
 	hub_close();
 	return 0;
 }

@@ -60,12 +60,13 @@ int mailbox_post(struct mailbox *box, mailbox_fn *fn, void *arg)
 	 * box->lock held, append it at box->tail (or make it box->head when
 	 * the queue is empty); unlock; then write() the 8 bytes of a uint64_t
 	 * 1 to box->efd (-1 if that fails); return 0.
-	 * Hint: append under the lock and write after unlocking; the order of
-	 * the two does not matter for correctness (the hub takes everything
-	 * queued at each wake-up), but the lock should be held as briefly as
-	 * possible.
+	 * Hint: append first, write second: a hub woken by the write must find
+	 * the message queued, or it takes an empty queue, and the message
+	 * waits for the next post (the last one, for ever). Write after
+	 * unlocking, so that the lock is held as briefly as possible.
 	 * Tests: messages_from_another_thread_run_on_the_hub_in_order,
-	 * each_poster_keeps_its_order, a_signal_reaches_every_hub.
+	 * each_poster_keeps_its_order, messages_posted_while_the_hub_runs_one_still_run,
+	 * a_signal_reaches_every_hub, sigterm_drains_every_hub_without_losing_a_byte.
 	 */
 	(void)box; (void)fn; (void)arg;
 	errno = ENOSYS;
@@ -95,7 +96,8 @@ void mailbox_serve(void *arg)
 	 * Hint: a message may park (its function may spawn, join, sleep), so
 	 * take the next pointer before freeing the message.
 	 * Tests: messages_from_another_thread_run_on_the_hub_in_order,
-	 * a_signal_reaches_every_hub.
+	 * each_poster_keeps_its_order, messages_posted_while_the_hub_runs_one_still_run,
+	 * a_signal_reaches_every_hub, sigterm_drains_every_hub_without_losing_a_byte.
 	 */
 	(void)box; (void)take_all;
 }

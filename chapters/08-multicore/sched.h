@@ -81,6 +81,10 @@ struct co_counters *co_counters(void);
  * counters belong to (0: none) and a copy of its name. */
 co_id co_running(struct co_counters *counters, char name[CO_NAME_SIZE]);
 
+/* The co_now_ms() time by which ms milliseconds will surely have passed: a
+ * deadline that never comes early. */
+int64_t co_deadline_after(long ms);
+
 /* co_dump(), but only the first most coroutines, then how many more. */
 void co_dump_first(FILE *out, size_t most);
 

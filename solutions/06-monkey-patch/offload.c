@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "co.h"
 #include "hub.h"
 #include "patch.h"
 
@@ -38,12 +39,13 @@ struct job {
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t queued;
+	pthread_cond_t ready;   /* a job was queued, or the pool is stopping */
 	struct job *first, *last;
+	int queued;             /* jobs on the queue, not yet taken */
 	pthread_t threads[OFFLOAD_WORKERS];
 	int workers, idle;
 	bool stopping;
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .queued = PTHREAD_COND_INITIALIZER };
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER };
 
 /* The next job, or NULL once the pool is stopping and the queue empty. */
 static struct job *take_job(void)
@@ -51,13 +53,14 @@ static struct job *take_job(void)
 	REAL(pthread_mutex_lock)(&pool.lock);
 	pool.idle++;
 	while (pool.first == NULL && !pool.stopping)
-		REAL(pthread_cond_wait)(&pool.queued, &pool.lock);
+		REAL(pthread_cond_wait)(&pool.ready, &pool.lock);
 	pool.idle--;
 	struct job *job = pool.first;
 	if (job != NULL) {
 		pool.first = job->next;
 		if (pool.first == NULL)
 			pool.last = NULL;
+		pool.queued--;
 	}
 	REAL(pthread_mutex_unlock)(&pool.lock);
 	return job;
@@ -92,13 +95,15 @@ static int add_worker(void)
 	return err;
 }
 
-/* Queue job, starting a worker if none is idle and the pool may grow.
- * 0, or an error number when there is no worker at all. */
+/* Queue job, starting a worker if the idle ones are all spoken for by the
+ * jobs queued before it and the pool may grow: a burst of jobs gets as
+ * many workers as it needs, up to the pool's size. 0, or an error number
+ * when there is no worker at all. */
 static int submit(struct job *job)
 {
 	REAL(pthread_mutex_lock)(&pool.lock);
 	int err = 0;
-	if (pool.idle == 0 && pool.workers < OFFLOAD_WORKERS)
+	if (pool.queued >= pool.idle && pool.workers < OFFLOAD_WORKERS)
 		err = add_worker();
 	if (pool.workers > 0) {
 		err = 0;
@@ -108,7 +113,8 @@ static int submit(struct job *job)
 		else
 			pool.first = job;
 		pool.last = job;
-		REAL(pthread_cond_signal)(&pool.queued);
+		pool.queued++;
+		REAL(pthread_cond_signal)(&pool.ready);
 	}
 	REAL(pthread_mutex_unlock)(&pool.lock);
 	return err;
@@ -118,7 +124,7 @@ void *offload_run(void *(*fn)(void *), void *arg)
 {
 	if (!patch_can_park())
 		return fn(arg);
-	struct job job = { .fn = fn, .arg = arg, .done_fd = eventfd(0, EFD_CLOEXEC) };
+	struct job job = { .fn = fn, .arg = arg, .done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
 	if (job.done_fd < 0)
 		return NULL;
 	int err = submit(&job);
@@ -127,13 +133,20 @@ void *offload_run(void *(*fn)(void *), void *arg)
 		errno = err;
 		return NULL;
 	}
-	/* Park until the worker is done. Whatever the wait says, the read then
-	 * waits for the worker, because the job lives on this stack. */
-	hub_wait_fd(job.done_fd, HUB_READ, -1);
+	/* Park until the worker is done. The job and fn's argument live on this
+	 * stack, so this thread must not go on before the worker has finished,
+	 * even cancelled (a cancelled thread cannot park any more): then it
+	 * yields, round after round, while the hub serves the others, where a
+	 * read that blocked would stop them all. */
+	bool cancelled = hub_wait_fd(job.done_fd, HUB_READ, -1) < 0 && errno == ECANCELED;
 	eventfd_t done;
-	while (eventfd_read(job.done_fd, &done) < 0 && errno == EINTR)
-		continue;
+	while (eventfd_read(job.done_fd, &done) < 0)
+		co_yield();
 	close(job.done_fd);
+	if (cancelled) {
+		errno = ECANCELED;
+		return NULL;
+	}
 	return job.result;
 }
 
@@ -141,7 +154,7 @@ void offload_stop(void)
 {
 	REAL(pthread_mutex_lock)(&pool.lock);
 	pool.stopping = true;
-	REAL(pthread_cond_broadcast)(&pool.queued);
+	REAL(pthread_cond_broadcast)(&pool.ready);
 	REAL(pthread_mutex_unlock)(&pool.lock);
 	for (int i = 0; i < pool.workers; i++)
 		REAL(pthread_join)(pool.threads[i], NULL);

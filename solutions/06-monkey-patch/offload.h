@@ -12,7 +12,9 @@
  * thread waits parked. Outside a green thread, fn runs right here. fn must
  * not touch the program's green threads, mutexes or condition variables:
  * on a worker thread those are the real, kernel-thread ones. Returns
- * fn's result; NULL with errno set if no worker could take it. */
+ * fn's result; NULL with errno set if no worker could take it, or with
+ * ECANCELED if the green thread was cancelled (fn has ended by then all the
+ * same: arg may be on the caller's stack). */
 void *offload_run(void *(*fn)(void *), void *arg);
 
 /* Let the workers finish the jobs queued and end, and wait for them: at the

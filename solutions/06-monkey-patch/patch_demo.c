@@ -2,10 +2,16 @@
  * run on green threads by the patch (linked with -Wl,--wrap). Each one shows
  * one thing the patch keeps, or one thing it cannot patch:
  *
- *   patch_demo threads   join, pthread_exit, detach, main's pthread_exit
- *   patch_demo mutex     a lock held across a park keeps a counter exact
+ *   patch_demo threads   join (in any order), pthread_exit, detach, main's
+ *                        pthread_exit
+ *   patch_demo mutex     a lock held across a park keeps a counter exact;
+ *                        relocking is refused; waiters get it in turn
  *   patch_demo cond      a condition wakes its waiter; a timed wait times out
+ *                        or is woken in time; signal wakes one waiter,
+ *                        broadcast every one
  *   patch_demo fcntl     what fcntl(F_GETFL) shows; asking for O_NONBLOCK
+ *   patch_demo setfl     F_SETFL with the flags F_GETFL gave, and O_NONBLOCK
+ *                        set then cleared: the read still parks
  *   patch_demo read      a read waits while another green thread writes
  *   patch_demo syscall   the same with syscall(SYS_read): hangs
  *   patch_demo spin      a loop that never yields: hangs
@@ -18,6 +24,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +98,28 @@ static void *outlives_main(void *arg)
 	return NULL;
 }
 
+static void *returns_its_arg(void *arg)
+{
+	return arg;
+}
+
+/* Threads are found by their id wherever they are in the patch's list:
+ * joined in an order other than the one they were made in. */
+static void join_out_of_order(void)
+{
+	pthread_t threads[3];
+	for (int i = 0; i < 3; i++)
+		threads[i] = start(returns_its_arg, (void *)(intptr_t)(i + 1));
+	static const int order[] = { 1, 2, 0 };
+	printf("joined three threads out of order:");
+	for (int i = 0; i < 3; i++) {
+		void *result;
+		check(pthread_join(threads[order[i]], &result), "pthread_join");
+		printf(" %ld", (long)(intptr_t)result);
+	}
+	printf("\n");
+}
+
 static int demo_threads(void)
 {
 	void *result;
@@ -98,6 +127,7 @@ static int demo_threads(void)
 	printf("joined a thread that returned %ld\n", (long)(intptr_t)result);
 	check(pthread_join(start(exits_with_7, NULL), &result), "pthread_join");
 	printf("joined a thread that called pthread_exit(%ld)\n", (long)(intptr_t)result);
+	join_out_of_order();
 	check(pthread_detach(start(detached, NULL)), "pthread_detach");
 	while (!detached_ran)
 		usleep(1000);
@@ -109,7 +139,7 @@ static int demo_threads(void)
 
 /* ---- mutex -------------------------------------------------------------------- */
 
-enum { COUNTERS = 20, ROUNDS = 50 };
+enum { COUNTERS = 20, ROUNDS = 10 };
 static pthread_mutex_t counter_lock = PTHREAD_MUTEX_INITIALIZER;
 static long counter;
 
@@ -128,6 +158,31 @@ static void *count(void *arg)
 	return NULL;
 }
 
+/* An error-checking mutex: locking it again is an error with kernel
+ * threads too, and every green mutex behaves this way. */
+static pthread_mutex_t checked_lock;
+
+static void init_checked_lock(void)
+{
+	pthread_mutexattr_t attr;
+	check(pthread_mutexattr_init(&attr), "pthread_mutexattr_init");
+	check(pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK), "pthread_mutexattr_settype");
+	check(pthread_mutex_init(&checked_lock, &attr), "pthread_mutex_init");
+	pthread_mutexattr_destroy(&attr);
+}
+
+/* Threads that queue for a held lock get it in the order they asked. */
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static char turns[8];
+
+static void *take_a_turn(void *arg)
+{
+	check(pthread_mutex_lock(&turn_lock), "pthread_mutex_lock");
+	strncat(turns, arg, sizeof turns - strlen(turns) - 1);
+	check(pthread_mutex_unlock(&turn_lock), "pthread_mutex_unlock");
+	return NULL;
+}
+
 static int demo_mutex(void)
 {
 	pthread_t threads[COUNTERS];
@@ -136,6 +191,24 @@ static int demo_mutex(void)
 	for (int i = 0; i < COUNTERS; i++)
 		check(pthread_join(threads[i], NULL), "pthread_join");
 	printf("counter %ld of %d\n", counter, COUNTERS * ROUNDS);
+
+	/* Its owner locking it again would otherwise wait for itself for ever. */
+	init_checked_lock();
+	check(pthread_mutex_lock(&checked_lock), "pthread_mutex_lock");
+	printf("its owner locking it again: %s\n", strerror(pthread_mutex_lock(&checked_lock)));
+	check(pthread_mutex_unlock(&checked_lock), "pthread_mutex_unlock");
+
+	check(pthread_mutex_lock(&turn_lock), "pthread_mutex_lock");
+	static const char *const names[] = { "a", "b", "c" };
+	pthread_t waiting[3];
+	for (int i = 0; i < 3; i++) {
+		waiting[i] = start(take_a_turn, (void *)names[i]);
+		usleep(1000);	/* it runs, and queues for the lock */
+	}
+	check(pthread_mutex_unlock(&turn_lock), "pthread_mutex_unlock");
+	for (int i = 0; i < 3; i++)
+		check(pthread_join(waiting[i], NULL), "pthread_join");
+	printf("a, b and c queued for the lock, and took it in the order %s\n", turns);
 	return EXIT_SUCCESS;
 }
 
@@ -156,6 +229,131 @@ static void *set_flag(void *arg)
 	return NULL;
 }
 
+/* A deadline for pthread_cond_timedwait, ms from now. */
+static struct timespec in_ms(long ms)
+{
+	struct timespec deadline;
+	if (clock_gettime(CLOCK_REALTIME, &deadline) < 0)
+		die("clock_gettime");
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += ms % 1000 * 1000 * 1000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	return deadline;
+}
+
+/* A timed wait that nobody signals, on a thread that then ends: its waiter,
+ * on that thread's stack, must have left the condition's queue. */
+static void *time_out_and_end(void *arg)
+{
+	(void)arg;
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	struct timespec deadline = in_ms(50);
+	int err = pthread_cond_timedwait(&flag_set, &flag_lock, &deadline);
+	printf("timed wait with nobody signalling: %s\n", strerror(err));
+	err = pthread_mutex_unlock(&flag_lock);
+	if (err == 0)
+		printf("the timed wait returned holding the mutex\n");
+	else
+		printf("the timed wait returned without the mutex: pthread_mutex_unlock: %s\n",
+		       strerror(err));
+	return NULL;
+}
+
+static void *set_flag_soon(void *arg)
+{
+	int *which = arg;
+	usleep(1000);
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	*which = 1;
+	check(pthread_cond_signal(&flag_set), "pthread_cond_signal");
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	return NULL;
+}
+
+/* Two waiters on one condition. Each waits in a loop, as every caller of
+ * pthread_cond_wait must: a wake-up is a hint to look again, and POSIX
+ * allows spurious ones. */
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static int tickets, took, waiting, passed;
+static bool gate_open;
+
+static void *wait_for_a_ticket(void *arg)
+{
+	(void)arg;
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	waiting++;
+	while (tickets == 0)
+		check(pthread_cond_wait(&changed, &flag_lock), "pthread_cond_wait");
+	tickets--;
+	took++;
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	return NULL;
+}
+
+static void *wait_at_the_gate(void *arg)
+{
+	(void)arg;
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	waiting++;
+	while (!gate_open)
+		check(pthread_cond_wait(&changed, &flag_lock), "pthread_cond_wait");
+	passed++;
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	return NULL;
+}
+
+/* Wait, for half a second at most, until *value (under flag_lock) is want. */
+static void wait_until(const int *value, int want)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+		int now = *value;
+		check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+		if (now == want)
+			return;
+		usleep(1000);
+	}
+}
+
+/* Give one ticket to whoever waits for it, signal, and let it be taken. */
+static void give_a_ticket(int taken_then)
+{
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	tickets++;
+	check(pthread_cond_signal(&changed), "pthread_cond_signal");
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	wait_until(&took, taken_then);
+}
+
+static void two_waiters(void)
+{
+	pthread_t threads[2];
+	for (int i = 0; i < 2; i++)
+		threads[i] = start(wait_for_a_ticket, NULL);
+	wait_until(&waiting, 2);
+	give_a_ticket(1);
+	printf("one signal, two waiters: %d took a ticket\n", took);
+	give_a_ticket(2);
+	printf("a second signal: %d took a ticket in all\n", took);
+	for (int i = 0; i < 2; i++)
+		check(pthread_join(threads[i], NULL), "pthread_join");
+
+	waiting = 0;
+	for (int i = 0; i < 2; i++)
+		threads[i] = start(wait_at_the_gate, NULL);
+	wait_until(&waiting, 2);
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	gate_open = true;
+	check(pthread_cond_broadcast(&changed), "pthread_cond_broadcast");
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	for (int i = 0; i < 2; i++)
+		check(pthread_join(threads[i], NULL), "pthread_join");
+	printf("one broadcast, two waiters: %d went through\n", passed);
+}
+
 static int demo_cond(void)
 {
 	pthread_t setter = start(set_flag, NULL);
@@ -163,18 +361,32 @@ static int demo_cond(void)
 	while (!flag)
 		check(pthread_cond_wait(&flag_set, &flag_lock), "pthread_cond_wait");
 	printf("woken with the flag set\n");
-	struct timespec deadline;
-	if (clock_gettime(CLOCK_REALTIME, &deadline) < 0)
-		die("clock_gettime");
-	deadline.tv_nsec += 50 * 1000 * 1000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
-	int err = pthread_cond_timedwait(&flag_set, &flag_lock, &deadline);
-	printf("timed wait with nobody signalling: %s\n", strerror(err));
 	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
 	check(pthread_join(setter, NULL), "pthread_join");
+
+	check(pthread_join(start(time_out_and_end, NULL), NULL), "pthread_join");
+	/* Its stack is gone: a waiter it left queued would be read from there. */
+	check(pthread_cond_signal(&flag_set), "pthread_cond_signal");
+	printf("a signal with nobody waiting is lost\n");
+
+	static int soon;
+	setter = start(set_flag_soon, &soon);
+	check(pthread_mutex_lock(&flag_lock), "pthread_mutex_lock");
+	struct timespec deadline = in_ms(5000);
+	int err = 0;
+	while (!soon && err == 0)
+		err = pthread_cond_timedwait(&flag_set, &flag_lock, &deadline);
+	printf("timed wait, signalled in time: %s\n", strerror(err));
+	check(pthread_mutex_unlock(&flag_lock), "pthread_mutex_unlock");
+	check(pthread_join(setter, NULL), "pthread_join");
+
+	two_waiters();
+
+	/* pthread_cond_wait releases a mutex the caller holds: an error-checking
+	 * one (every green mutex is) the caller does not hold gives EPERM. */
+	init_checked_lock();
+	printf("waiting without holding the mutex: %s\n",
+	       strerror(pthread_cond_wait(&flag_set, &checked_lock)));
 	return EXIT_SUCCESS;
 }
 
@@ -204,8 +416,12 @@ static int demo_fcntl(void)
 	if (flags < 0 || fcntl(pipefd[0], F_SETFL, flags | O_NONBLOCK) < 0)
 		die("fcntl F_SETFL");
 	show_flags("pipe after F_SETFL O_NONBLOCK", pipefd[0]);
+	/* This read must fail at once. Should it wait instead, with nobody to
+	 * write, SIGALRM ends the demo after a second. */
+	alarm(1);
 	if (read(pipefd[0], &byte, 1) < 0)
 		printf("read on the empty pipe: %s\n", strerror(errno));
+	alarm(0);
 	close(sock);
 	close(pipefd[0]);
 	close(pipefd[1]);
@@ -243,13 +459,62 @@ static int demo_read(int raw)
 	return EXIT_SUCCESS;
 }
 
+/* ---- setfl ------------------------------------------------------------------------ */
+
+/* What the kernel itself says about fd's O_NONBLOCK, past the patch. */
+static void show_kernel_flags(int fd)
+{
+	long flags = syscall(SYS_fcntl, fd, F_GETFL);
+	if (flags < 0)
+		die("syscall(SYS_fcntl)");
+	printf("the kernel sees: %s\n", flags & O_NONBLOCK ? "O_NONBLOCK" : "blocking");
+	if (!(flags & O_NONBLOCK)) {
+		/* A read now would block the hub's only kernel thread, and with
+		 * it the green thread that would write: stop here instead. */
+		printf("a read would block every green thread: stopping\n");
+		exit(EXIT_FAILURE);
+	}
+}
+
+/* Programs set flags with what F_GETFL gave them, often to restore them;
+ * the patch must keep the pipe non-blocking for the hub all the same. */
+static int demo_setfl(void)
+{
+	int pipefd[2];
+	if (pipe(pipefd) < 0)
+		die("pipe");
+	int flags = fcntl(pipefd[0], F_GETFL);
+	if (flags < 0 || fcntl(pipefd[0], F_SETFL, flags) < 0)
+		die("fcntl");
+	show_flags("pipe after F_SETFL with the flags F_GETFL gave", pipefd[0]);
+	show_kernel_flags(pipefd[0]);
+	if (fcntl(pipefd[0], F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(pipefd[0], F_SETFL, flags & ~O_NONBLOCK) < 0)
+		die("fcntl");
+	show_flags("pipe after setting O_NONBLOCK and clearing it", pipefd[0]);
+	show_kernel_flags(pipefd[0]);
+	pthread_t writer = start(write_a_byte, &pipefd[1]);
+	char byte;
+	ssize_t got = read(pipefd[0], &byte, 1);
+	if (got < 0)
+		die("read");
+	printf("read %zd byte from a green writer after clearing O_NONBLOCK\n", got);
+	check(pthread_join(writer, NULL), "pthread_join");
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return EXIT_SUCCESS;
+}
+
 /* ---- spin and yield -------------------------------------------------------------- */
 
 static atomic_int stop;
 
+/* It sleeps first: the spinner's usleep(0) must let the hub's timers run
+ * too, not only the threads that are runnable. */
 static void *stop_the_spinner(void *arg)
 {
 	(void)arg;
+	usleep(10000);
 	atomic_store(&stop, 1);
 	return NULL;
 }
@@ -333,6 +598,8 @@ static int demo_resolve(void)
 
 int main(int argc, char **argv)
 {
+	/* Line by line, so that what a demo printed survives its crash. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	const char *demo = argc == 2 ? argv[1] : "";
 	if (strcmp(demo, "threads") == 0)
 		return demo_threads();
@@ -342,6 +609,8 @@ int main(int argc, char **argv)
 		return demo_cond();
 	if (strcmp(demo, "fcntl") == 0)
 		return demo_fcntl();
+	if (strcmp(demo, "setfl") == 0)
+		return demo_setfl();
 	if (strcmp(demo, "read") == 0 || strcmp(demo, "syscall") == 0)
 		return demo_read(strcmp(demo, "syscall") == 0);
 	if (strcmp(demo, "spin") == 0 || strcmp(demo, "yield") == 0)
@@ -350,7 +619,7 @@ int main(int argc, char **argv)
 		return demo_offload();
 	if (strcmp(demo, "resolve") == 0)
 		return demo_resolve();
-	fprintf(stderr, "usage: patch_demo threads|mutex|cond|fcntl|read|syscall|spin|yield|"
+	fprintf(stderr, "usage: patch_demo threads|mutex|cond|fcntl|setfl|read|syscall|spin|yield|"
 		"offload|resolve\n");
 	return 2;
 }

@@ -57,7 +57,10 @@ static int run_program(int (*main_fn)(int, char **, char **), int argc, char **a
 	 * patch_threads.c calls exit() with its status, as returning from main
 	 * does; co_run() returns only when main ended with pthread_exit().
 	 * Tests: join_returns_the_thread_value, serves_ten_thousand_clients_on_one_thread,
-	 * and the shared echo suites.
+	 * preloaded_server_survives_short_reads_and_writes, and those of what cannot be
+	 * patched, which need green threads to show it: raw_syscall_read_blocks_every_green_thread,
+	 * spinning_thread_starves_the_others, yielding_spinner_lets_the_others_run,
+	 * offload_lets_others_run_during_a_blocking_call, offload_resolves_a_name.
 	 */
 	patch_hub_thread();
 	if (patch_start_main(main_fn, argc, argv, envp) < 0) {

@@ -3,12 +3,11 @@
  * parked coroutines kept inside the program's own pthread_mutex_t and
  * pthread_cond_t, whose all-zero static initializers are valid empty ones.
  * Off the hub (a worker thread, or before main runs) the real calls run. */
-/* No _GNU_SOURCE: <pthread.h> includes <sched.h>, and -I puts this
- * chapter's sched.h (the scheduler's inside) ahead of the system's; the
- * GNU parts of <pthread.h> would need the system's. */
+#define _GNU_SOURCE	/* pthread_mutex_clocklock(), pthread_cond_clockwait() */
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -30,11 +29,14 @@ PATCH_REAL(pthread_mutex_init);
 PATCH_REAL(pthread_mutex_destroy);
 PATCH_REAL(pthread_mutex_lock);
 PATCH_REAL(pthread_mutex_trylock);
+PATCH_REAL(pthread_mutex_timedlock);
+PATCH_REAL(pthread_mutex_clocklock);
 PATCH_REAL(pthread_mutex_unlock);
 PATCH_REAL(pthread_cond_init);
 PATCH_REAL(pthread_cond_destroy);
 PATCH_REAL(pthread_cond_wait);
 PATCH_REAL(pthread_cond_timedwait);
+PATCH_REAL(pthread_cond_clockwait);
 PATCH_REAL(pthread_cond_signal);
 PATCH_REAL(pthread_cond_broadcast);
 PATCH_REAL(sigwait);
@@ -96,6 +98,23 @@ static int park(const char *what)
 {
 	co_current()->wait = (struct co_wait){ .what = what, .fd = -1 };
 	return co_park();
+}
+
+/* Park until woken or until deadline (-1: none); the waiter's `woken` tells
+ * which, so a wait that timed out must be unqueued. 0, or an error number
+ * (ECANCELED). */
+static int park_until(const char *what, int64_t deadline)
+{
+	if (deadline < 0)
+		return park(what);
+	return hub_sleep_until(deadline) < 0 ? errno : 0;
+}
+
+/* Wake a queued waiter: by unlock or signal, not by a timeout. */
+static void wake(struct waiter *w)
+{
+	w->woken = true;
+	co_wake(w->co, 0);
 }
 
 /* ---- Threads ---------------------------------------------------------------- */
@@ -160,7 +179,10 @@ static int start_thread(void *(*fn)(void *), void *arg, bool detached, co_id *id
 	 * Hint: the coroutine runs only after the caller parks or yields, so
 	 * t->id is set before run_thread() can look at it.
 	 * Tests: join_returns_the_thread_value, serves_ten_thousand_clients_on_one_thread,
-	 * and the shared echo suites.
+	 * preloaded_server_survives_short_reads_and_writes, the shared echo suites, and those
+	 * of what cannot be patched: raw_syscall_read_blocks_every_green_thread,
+	 * spinning_thread_starves_the_others, yielding_spinner_lets_the_others_run,
+	 * offload_lets_others_run_during_a_blocking_call, offload_resolves_a_name.
 	 */
 	struct thread *t = calloc(1, sizeof *t);
 	if (t == NULL)
@@ -258,13 +280,34 @@ pthread_t PATCHED(pthread_self)(void)
 
 /* ---- Mutexes ---------------------------------------------------------------- */
 
-/* Kept inside the program's pthread_mutex_t: all zero is unlocked. */
+/* co_now_ms() time at which the clock reaches abstime, rounded up. */
+static int64_t deadline_of(clockid_t clock, const struct timespec *abstime)
+{
+	struct timespec now;
+	if (clock_gettime(clock, &now) < 0)
+		return co_now_ms();
+	int64_t left = (int64_t)(abstime->tv_sec - now.tv_sec) * 1000 +
+		       (abstime->tv_nsec - now.tv_nsec + 999999) / 1000000;
+	return co_deadline_after(left > 0 ? left : 0);
+}
+
+
+/* Kept inside the program's pthread_mutex_t, around glibc's __kind field:
+ * all zero is an unlocked normal mutex, and the static initializers
+ * PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP and
+ * PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP write only the type, there. */
 struct green_mutex {
 	co_id owner;            /* 0: unlocked */
+	unsigned depth;         /* locks its owner holds (more than 1: recursive) */
+	unsigned unused;
+	int kind;               /* glibc's __kind; the type in its low 2 bits */
+	int unused_too;
 	struct queue waiting;
 };
 _Static_assert(sizeof(struct green_mutex) <= sizeof(pthread_mutex_t),
 	       "a green mutex must fit in a pthread_mutex_t");
+_Static_assert(offsetof(struct green_mutex, kind) == offsetof(pthread_mutex_t, __data.__kind),
+	       "a green mutex keeps the type where glibc's initializers put it");
 _Static_assert(sizeof(co_id) <= sizeof(pthread_t), "a pthread_t must hold a co_id");
 
 static struct green_mutex *green_mutex(pthread_mutex_t *m)
@@ -272,12 +315,22 @@ static struct green_mutex *green_mutex(pthread_mutex_t *m)
 	return (struct green_mutex *)(void *)m;
 }
 
+/* A recursive mutex may be locked again by its owner; every other type
+ * behaves as an error-checking one (a normal mutex locked again by its owner
+ * would hang for ever: EDEADLK is kinder, and allowed). */
+static bool recursive(const struct green_mutex *gm)
+{
+	return (gm->kind & 3) == PTHREAD_MUTEX_RECURSIVE;
+}
+
 int PATCHED(pthread_mutex_init)(pthread_mutex_t *m, const pthread_mutexattr_t *attr)
 {
 	if (!patch_can_park())
 		return REAL(pthread_mutex_init)(m, attr);
-	/* Every type behaves as an error-checking mutex here. */
-	*green_mutex(m) = (struct green_mutex){ 0 };
+	int type = PTHREAD_MUTEX_DEFAULT;
+	if (attr != NULL && pthread_mutexattr_gettype(attr, &type) != 0)
+		return EINVAL;
+	*green_mutex(m) = (struct green_mutex){ .kind = type };
 	return 0;
 }
 
@@ -293,40 +346,58 @@ int PATCHED(pthread_mutex_trylock)(pthread_mutex_t *m)
 	if (!patch_can_park())
 		return REAL(pthread_mutex_trylock)(m);
 	struct green_mutex *gm = green_mutex(m);
+	if (gm->owner == co_self() && recursive(gm)) {
+		gm->depth++;
+		return 0;
+	}
 	if (gm->owner != 0)
 		return EBUSY;
 	gm->owner = co_self();
+	gm->depth = 1;
 	return 0;
 }
 
-static int mutex_lock(pthread_mutex_t *m)
+/* pthread_mutex_lock, with a deadline (-1: none). */
+static int mutex_lock(pthread_mutex_t *m, int64_t deadline)
 {
 	/* EXERCISE mutex_lock: take the mutex, or queue for it and park.
-	 * gm->owner 0: take it (owner = co_self()) and return 0. Held by the
-	 * caller itself: return EDEADLK (a kernel thread would hang for ever).
-	 * Else put a struct waiter for co_current() on gm->waiting (enqueue),
-	 * and park("mutex"); an error from park: take the waiter out (unqueue)
-	 * and return it. Otherwise return 0: the unlocking thread has already
-	 * made us the owner, so nobody can take the mutex in between.
+	 * gm->owner 0: take it (owner = co_self(), depth 1) and return 0.
+	 * Held by the caller itself: a recursive() mutex counts one more lock
+	 * (depth++) and returns 0; any other returns EDEADLK (a kernel thread
+	 * would hang for ever). Else put a struct waiter for co_current() on
+	 * gm->waiting (enqueue), and park_until("mutex", deadline). Woken
+	 * (w.woken): return 0, the unlocking thread has already made us the
+	 * owner, so nobody can take the mutex in between. Not woken (the
+	 * deadline passed, or an error such as ECANCELED): take the waiter out
+	 * (unqueue) and return the error, or ETIMEDOUT.
 	 * Hint: no loop and no test-and-set: one kernel thread, no preemption,
 	 * so nothing can run between reading owner and writing it.
-	 * Tests: mutex_keeps_a_counter_exact_across_parks, and the shared echo suites.
+	 * Tests: mutex_keeps_a_counter_exact_across_parks,
+	 * relocking_an_owned_mutex_fails_with_edeadlk,
+	 * mutex_goes_to_its_waiters_first_come_first_served, and the shared echo suites
+	 * (chapter 02's server counts its handlers under a mutex).
 	 */
 	struct green_mutex *gm = green_mutex(m);
 	if (gm->owner == 0) {
 		gm->owner = co_self();
+		gm->depth = 1;
 		return 0;
 	}
-	if (gm->owner == co_self())
-		return EDEADLK;
+	if (gm->owner == co_self()) {
+		if (!recursive(gm))
+			return EDEADLK;
+		gm->depth++;
+		return 0;
+	}
 	struct waiter w = { .co = co_current() };
 	enqueue(&gm->waiting, &w);
-	int err = park("mutex");
-	if (err != 0)
-		unqueue(&gm->waiting, &w);
-	return err;
-	/* STUB: (void)m; */
-	/* STUB: return 0; */
+	int err = park_until("mutex", deadline);
+	if (w.woken)
+		return 0;
+	unqueue(&gm->waiting, &w);
+	return err != 0 ? err : ETIMEDOUT;
+	/* STUB: (void)m; (void)deadline; (void)recursive; (void)park_until; */
+	/* STUB: return ENOSYS; */
 	/* END mutex_lock */
 }
 
@@ -334,7 +405,28 @@ int PATCHED(pthread_mutex_lock)(pthread_mutex_t *m)
 {
 	if (!patch_can_park())
 		return REAL(pthread_mutex_lock)(m);
-	return mutex_lock(m);
+	return mutex_lock(m, -1);
+}
+
+/* A timed lock that waited in the kernel would stop every green thread for
+ * its whole timeout: these park instead, as C++'s timed_mutex needs. */
+int PATCHED(pthread_mutex_timedlock)(pthread_mutex_t *m, const struct timespec *abstime)
+{
+	if (!patch_can_park())
+		return REAL(pthread_mutex_timedlock)(m, abstime);
+	if (abstime->tv_nsec < 0 || abstime->tv_nsec > 999999999)
+		return EINVAL;
+	return mutex_lock(m, deadline_of(CLOCK_REALTIME, abstime));
+}
+
+int PATCHED(pthread_mutex_clocklock)(pthread_mutex_t *m, clockid_t clock,
+				     const struct timespec *abstime)
+{
+	if (!patch_can_park())
+		return REAL(pthread_mutex_clocklock)(m, clock, abstime);
+	if (abstime->tv_nsec < 0 || abstime->tv_nsec > 999999999)
+		return EINVAL;
+	return mutex_lock(m, deadline_of(clock, abstime));
 }
 
 static int mutex_unlock(pthread_mutex_t *m)
@@ -342,12 +434,15 @@ static int mutex_unlock(pthread_mutex_t *m)
 	struct green_mutex *gm = green_mutex(m);
 	if (gm->owner != co_self())
 		return EPERM;
+	if (--gm->depth > 0)
+		return 0;	/* a recursive mutex, still held */
 	/* Hand the mutex straight to the first waiter: first come, first
 	 * served, and no waiter wakes only to find it taken again. */
 	struct waiter *next = dequeue(&gm->waiting);
 	gm->owner = next != NULL ? next->co->id : 0;
+	gm->depth = next != NULL ? 1 : 0;
 	if (next != NULL)
-		co_wake(next->co, 0);
+		wake(next);
 	return 0;
 }
 
@@ -392,34 +487,24 @@ int PATCHED(pthread_cond_destroy)(pthread_cond_t *c)
 	return green_cond(c)->waiting.first != NULL ? EBUSY : 0;
 }
 
-/* co_now_ms() time at which the clock reaches abstime, rounded up. */
-static int64_t deadline_of(clockid_t clock, const struct timespec *abstime)
-{
-	struct timespec now;
-	if (clock_gettime(clock, &now) < 0)
-		return co_now_ms();
-	int64_t left = (int64_t)(abstime->tv_sec - now.tv_sec) * 1000 +
-		       (abstime->tv_nsec - now.tv_nsec + 999999) / 1000000;
-	return co_now_ms() + (left > 0 ? left : 0);
-}
-
 /* pthread_cond_wait, with a deadline (-1: none). */
 static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 {
 	/* EXERCISE cond_wait: release the mutex, park until signalled, relock.
 	 * Fail with EPERM unless the caller owns m (green_mutex(m)->owner).
 	 * Queue a struct waiter for co_current() on gc->waiting, unlock m
-	 * with mutex_unlock(), then park: with no deadline,
-	 * park("cond"); with one, hub_sleep_until(deadline), which returns 0
-	 * whether the deadline passed or somebody woke us early. w.woken (set
+	 * with mutex_unlock(), then park_until("cond", deadline), which returns
+	 * 0 whether the deadline passed or somebody woke us early. w.woken (set
 	 * by signal and broadcast) tells the two apart: not woken means timed
 	 * out, so take the waiter off the queue (unqueue) and answer
-	 * ETIMEDOUT. Either way, take m back with mutex_lock()
+	 * ETIMEDOUT. Either way, take m back with mutex_lock(m, -1)
 	 * before returning: pthread_cond_wait(3) returns holding it.
 	 * Hint: queue before unlocking. Unlocking can run no one (no
 	 * preemption), but the order is the one that is safe with threads.
-	 * Tests: cond_wakes_a_waiter_and_times_out, mutex_keeps_a_counter_exact_across_parks,
-	 * and the shared echo suites.
+	 * Tests: cond_wakes_a_waiter_and_times_out, timed_out_wait_returns_holding_the_mutex,
+	 * timed_out_waiter_leaves_the_queue, timed_wait_signalled_in_time_succeeds,
+	 * signal_wakes_one_waiter_and_broadcast_wakes_both,
+	 * cond_wait_without_the_mutex_fails_with_eperm.
 	 */
 	struct green_cond *gc = green_cond(c);
 	if (green_mutex(m)->owner != co_self())
@@ -427,13 +512,13 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 	struct waiter w = { .co = co_current() };
 	enqueue(&gc->waiting, &w);
 	mutex_unlock(m);
-	int err = deadline < 0 ? park("cond") : hub_sleep_until(deadline) < 0 ? errno : 0;
+	int err = park_until("cond", deadline);
 	if (!w.woken) {
 		unqueue(&gc->waiting, &w);
 		if (err == 0)
 			err = ETIMEDOUT;
 	}
-	int relock = mutex_lock(m);
+	int relock = mutex_lock(m, -1);
 	return err != 0 ? err : relock;
 	/* STUB: (void)c; (void)m; (void)deadline; (void)enqueue; (void)unqueue; */
 	/* STUB: return 0; */
@@ -457,10 +542,14 @@ int PATCHED(pthread_cond_timedwait)(pthread_cond_t *c, pthread_mutex_t *m,
 	return cond_wait(c, m, deadline_of(green_cond(c)->clock, abstime));
 }
 
-static void wake(struct waiter *w)
+int PATCHED(pthread_cond_clockwait)(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock,
+				    const struct timespec *abstime)
 {
-	w->woken = true;
-	co_wake(w->co, 0);
+	if (!patch_can_park())
+		return REAL(pthread_cond_clockwait)(c, m, clock, abstime);
+	if (abstime->tv_nsec < 0 || abstime->tv_nsec > 999999999)
+		return EINVAL;
+	return cond_wait(c, m, deadline_of(clock, abstime));
 }
 
 int PATCHED(pthread_cond_signal)(pthread_cond_t *c)

@@ -67,6 +67,10 @@ struct co *co_all(void);
 /* Milliseconds on the monotonic clock. */
 int64_t co_now_ms(void);
 
+/* The co_now_ms() time by which ms milliseconds will surely have passed: a
+ * deadline that never comes early. */
+int64_t co_deadline_after(long ms);
+
 /* For the watchdog thread, safe to call from any thread: switches so far,
  * and the running coroutine's id (0 while the scheduler runs) with a copy
  * of its name in name, as the hub thread last published them. */

@@ -55,8 +55,13 @@ int co_chan_send(struct co_chan *ch, void *item, int64_t deadline)
 	 * Hint: use fail(err) to set errno and return -1 in one go.
 	 * Tests: channel_delivers_items_in_order,
 	 * channel_send_blocks_when_full_until_a_receive,
-	 * channel_close_wakes_blocked_senders_with_epipe,
-	 * unbuffered_channel_hands_items_over_directly.
+	 * channel_receive_lets_a_waiting_sender_in_at_once,
+	 * channel_receive_blocks_until_a_send,
+	 * channel_wakes_blocked_receivers_first_come_first_served,
+	 * channel_close_lets_receivers_drain_then_reports_closed,
+	 * unbuffered_channel_hands_items_over_directly,
+	 * channel_receive_times_out_and_loses_no_later_item,
+	 * channel_close_wakes_blocked_senders_with_epipe.
 	 */
 	if (ch->closed)
 		return fail(EPIPE);
@@ -102,9 +107,14 @@ int co_chan_recv(struct co_chan *ch, void **item, int64_t deadline)
 	 * Hint: the buffered items come out before EPIPE does, so that closing
 	 * a channel loses nothing that was sent.
 	 * Tests: channel_delivers_items_in_order,
+	 * channel_send_blocks_when_full_until_a_receive,
+	 * channel_receive_lets_a_waiting_sender_in_at_once,
 	 * channel_receive_blocks_until_a_send,
 	 * channel_wakes_blocked_receivers_first_come_first_served,
-	 * channel_close_lets_receivers_drain_then_reports_closed.
+	 * channel_close_lets_receivers_drain_then_reports_closed,
+	 * unbuffered_channel_hands_items_over_directly,
+	 * channel_receive_times_out_and_loses_no_later_item,
+	 * channel_close_wakes_blocked_receivers_with_epipe.
 	 */
 	if (ch->len > 0) {
 		*item = pop(ch);

@@ -25,6 +25,7 @@ void co_start(void);
 
 static struct {
 	struct co *head, *tail; /* the run queue */
+	size_t runnable;        /* its length */
 	struct co *current;     /* the one running, or NULL in the scheduler */
 	struct co *all;         /* every coroutine, newest first */
 	size_t count;
@@ -128,6 +129,7 @@ static void make_runnable(struct co *co)
 	else
 		sched.head = co;
 	sched.tail = co;
+	sched.runnable++;
 }
 
 static struct co *next_runnable(void)
@@ -137,6 +139,7 @@ static struct co *next_runnable(void)
 		sched.head = co->next_runnable;
 		if (sched.head == NULL)
 			sched.tail = NULL;
+		sched.runnable--;
 	}
 	return co;
 }
@@ -299,13 +302,23 @@ void co_yield(void)
 	switch_to_scheduler(co, false);
 }
 
+int64_t co_deadline_after(long ms)
+{
+	/* co_now_ms() counts whole milliseconds: now + ms could be up to a
+	 * millisecond short of ms from now, so count from the next one. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return (now_ns + 999999) / 1000000 + ms;
+}
+
 int co_sleep(long ms)
 {
 	if (ms <= 0) {
 		co_yield();
 		return 0;
 	}
-	return hub_sleep_until(co_now_ms() + ms);
+	return hub_sleep_until(co_deadline_after(ms));
 }
 
 static struct co *find(co_id id)
@@ -356,7 +369,9 @@ int co_cancel(co_id id)
 	 * next wait. co_cancel_all() below does the same for everyone.
 	 * Tests: cancel_wakes_a_waiting_receiver_with_ecanceled,
 	 * cancel_wakes_a_sleeper_and_a_reader_which_clean_up,
-	 * a_cancelled_coroutine_fails_every_later_wait, pool_cancel_ends_every_handler.
+	 * a_cancelled_coroutine_fails_every_later_wait,
+	 * cancelling_a_finished_coroutine_reports_esrch, pool_cancel_ends_every_handler,
+	 * semaphore_keeps_its_count_when_a_waiter_is_cancelled.
 	 */
 	struct co *co = find(id);
 	if (co == NULL || co->state == CO_FINISHED) {
@@ -418,12 +433,19 @@ int co_run(void)
 		fprintf(stderr, "co: cannot create the epoll instance: %s\n", strerror(errno));
 		return -1;
 	}
+	/* A pass over the run queue: the coroutines runnable when it began.
+	 * At the end of each, the hub looks at the sockets and timers too,
+	 * without sleeping if someone can still run: coroutines that keep
+	 * yielding to each other must not starve those that wait. */
+	size_t pass_left = sched.runnable;
 	while (sched.count > 0) {
 		struct co *co = next_runnable();
 		if (co == NULL) {
 			/* Nothing can run: sleep in the kernel until something can. */
-			if (hub_poll())
+			if (hub_poll(true)) {
+				pass_left = sched.runnable;
 				continue;
+			}
 			fprintf(stderr, "co: all coroutines are asleep, and nothing can wake them:\n");
 			co_dump_first(stderr, DUMP_WHEN_ASLEEP);
 			return -1;
@@ -431,6 +453,12 @@ int co_run(void)
 		run(co);
 		if (co->state == CO_FINISHED)
 			finish(co);
+		if (pass_left > 0)
+			pass_left--;
+		if (pass_left == 0 && sched.runnable > 0) {
+			hub_poll(false);
+			pass_left = sched.runnable;
+		}
 	}
 	hub_close();
 	return 0;

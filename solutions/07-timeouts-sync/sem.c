@@ -24,6 +24,7 @@ int co_sem_acquire(struct co_sem *sem, int64_t deadline)
 	 * semaphore_release_wakes_waiters_in_arrival_order,
 	 * semaphore_acquire_times_out_and_loses_no_permit,
 	 * pool_runs_at_most_n_handlers_at_once,
+	 * semaphore_keeps_its_count_when_a_waiter_is_cancelled,
 	 * connection_cap_makes_the_next_client_wait_its_turn.
 	 */
 	if (sem->count > 0) {

@@ -89,7 +89,9 @@ static struct hub_fd *slot(int fd)
 }
 
 /* Register fd for exactly the events in want: add it, modify it, or take
- * it out of the epoll set when want is 0. */
+ * it out of the epoll set when want is 0. The record is trusted: if it says
+ * fd is registered for want already, no system call is made (hence the rule
+ * in hub.h: fds are forgotten before they are closed). */
 static int arm(int fd, uint32_t want)
 {
 	struct hub_fd *f = &hub.fds[fd];
@@ -98,8 +100,8 @@ static int arm(int fd, uint32_t want)
 	struct epoll_event ev = { .events = want, .data.fd = fd };
 	int op = want == 0 ? EPOLL_CTL_DEL : f->armed == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	int result = epoll_ctl(hub.epfd, op, fd, &ev);
-	/* An fd closed with plain close() left the set without us knowing;
-	 * its number may be back as a new socket. */
+	/* Should an fd have been closed against the rule anyway, a change of
+	 * its registration still finds the truth: re-add it. */
 	if (result < 0 && op == EPOLL_CTL_MOD && errno == ENOENT)
 		result = epoll_ctl(hub.epfd, EPOLL_CTL_ADD, fd, &ev);
 	if (result < 0 && op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
@@ -199,8 +201,13 @@ void hub_forget_fd(int fd)
 		if (f->waiter[dir] != NULL)
 			co_wake(f->waiter[dir], EBADF);
 	}
-	/* close() takes the fd out of the epoll set (the fd is never
-	 * duplicated here), so no EPOLL_CTL_DEL: one system call less. */
+	/* close() would take the fd out of the epoll set, but only if no other
+	 * fd refers to the same socket (a dup, or the fd handed to another
+	 * thread without a close): then the registration would stay, and being
+	 * level-triggered, report the socket at every epoll_wait. One
+	 * epoll_ctl per fd forgotten, not per wait. */
+	if (f->armed != 0 && arm(fd, 0) < 0)
+		cli_warn("epoll_ctl: stop watching fd %d", fd);
 	*f = (struct hub_fd){ 0 };
 }
 
@@ -209,8 +216,15 @@ void hub_forget_fd(int fd)
 static void dispatch(const struct epoll_event *ev)
 {
 	int fd = ev->data.fd;
-	if ((size_t)fd >= hub.nfds)
+	if ((size_t)fd >= hub.nfds || hub.fds[fd].armed == 0) {
+		/* An fd the hub has no registration on record for: left behind
+		 * somehow. Take it out, or it would come back at every wait. */
+		struct epoll_event unused;
+		if (epoll_ctl(hub.epfd, EPOLL_CTL_DEL, fd, &unused) < 0 && errno != ENOENT &&
+		    errno != EBADF)
+			cli_warn("epoll_ctl: stop watching fd %d", fd);
 		return;
+	}
 	struct hub_fd *f = &hub.fds[fd];
 	uint32_t broken = EPOLLERR | EPOLLHUP;
 	bool unheard = false;	/* an event that nobody waits for */
@@ -244,9 +258,12 @@ static void expire_timers(void)
 	}
 }
 
-/* How long epoll_wait may sleep: until the nearest timer, or for ever. */
-static int poll_timeout(void)
+/* How long epoll_wait may sleep: until the nearest timer, or for ever; not
+ * at all (0) when block is false. */
+static int poll_timeout(bool block)
 {
+	if (!block)
+		return 0;
 	struct timer *first = timers_first(&hub.timers);
 	if (first == NULL)
 		return -1;
@@ -256,12 +273,12 @@ static int poll_timeout(void)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-bool hub_poll(void)
+bool hub_poll(bool block)
 {
 	if (hub.fd_waits == 0 && timers_first(&hub.timers) == NULL)
 		return false;
 	hub.loops++;
-	int n = epoll_wait(hub.epfd, hub.events, MAX_EVENTS, poll_timeout());
+	int n = epoll_wait(hub.epfd, hub.events, MAX_EVENTS, poll_timeout(block));
 	if (n < 0 && errno != EINTR)
 		cli_die("epoll_wait");
 	for (int i = 0; i < n; i++)

@@ -95,7 +95,13 @@ struct watchdog {
 	long ms;
 	FILE *out;
 	struct co_counters *counters;
+	atomic_bool stop;       /* set by the hub's thread when its scheduler ends */
+	pthread_t thread;
 };
+
+/* This thread's watchdog: its counters are this thread's (_Thread_local),
+ * gone with it, so the watchdog must stop before the thread ends. */
+static _Thread_local struct watchdog *own_dog;
 
 static void sleep_ms(long ms)
 {
@@ -111,7 +117,7 @@ static void *watch(void *arg)
 	uint64_t seen = atomic_load_explicit(&counters->switches, memory_order_relaxed);
 	int64_t since = co_now_ms();
 	bool reported = false;
-	for (;;) {
+	while (!atomic_load(&dog->stop)) {
 		sleep_ms(dog->ms / 4 > 0 ? dog->ms / 4 : 1);
 		uint64_t now_switches = atomic_load_explicit(&counters->switches,
 							     memory_order_relaxed);
@@ -140,8 +146,12 @@ static void *watch(void *arg)
 
 int co_watchdog(long ms, FILE *out)
 {
-	/* One per hub that asks (chapter 08), for as long as the process
-	 * runs: its thread holds on to it. */
+	/* One per hub that asks (chapter 08), until its scheduler ends
+	 * (co_watchdog_stop(), from co_run()). */
+	if (own_dog != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
 	struct watchdog *dog = malloc(sizeof *dog);
 	if (dog == NULL)
 		return -1;
@@ -154,20 +164,25 @@ int co_watchdog(long ms, FILE *out)
 	int err = pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (err != 0)
 		goto fail;
-	pthread_attr_t attr;
-	err = pthread_attr_init(&attr);
-	if (err == 0) {
-		err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_t thread;
-		if (err == 0)
-			err = pthread_create(&thread, &attr, watch, dog);
-		pthread_attr_destroy(&attr);
-	}
+	err = pthread_create(&dog->thread, NULL, watch, dog);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);	/* cannot fail: valid arguments */
-	if (err == 0)
+	if (err == 0) {
+		own_dog = dog;
 		return 0;
+	}
 fail:
 	free(dog);
 	errno = err;
 	return -1;
+}
+
+void co_watchdog_stop(void)
+{
+	struct watchdog *dog = own_dog;
+	if (dog == NULL)
+		return;
+	atomic_store(&dog->stop, true);
+	pthread_join(dog->thread, NULL);	/* cannot fail: ours, joinable */
+	free(dog);
+	own_dog = NULL;
 }

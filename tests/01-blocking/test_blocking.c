@@ -87,17 +87,6 @@ START_TEST(second_client_waits_until_first_leaves)
 }
 END_TEST
 
-/* The client's own address as the server sees it, in addr_format()'s form:
- * what "ADDRESS connected" must name. */
-static void client_address(int fd, char text[ADDR_TEXT_MAX])
-{
-	struct sockaddr_storage addr;
-	socklen_t len = sizeof addr;
-	if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
-		th_fail("getsockname: %s", strerror(errno));
-	addr_format((struct sockaddr *)&addr, len, text);
-}
-
 static void expect_logged(const struct th_server *server, const char *address, const char *what)
 {
 	char line[ADDR_TEXT_MAX + 32];
@@ -137,14 +126,14 @@ START_TEST(verbose_flag_logs_connects_and_disconnects)
 		struct th_server *server = th_start(&launch);
 		char first[ADDR_TEXT_MAX], second[ADDR_TEXT_MAX];
 		int fd = th_connect(server);
-		client_address(fd, first);
+		th_client_address(fd, first, sizeof first);
 		echo_text(fd, "log me");
 		th_close(fd);
 		/* The log line is written after the close, so have the server
 		 * serve one more client: by then the first one's lines are in the
 		 * log. */
 		fd = th_connect(server);
-		client_address(fd, second);
+		th_client_address(fd, second, sizeof second);
 		echo_text(fd, "and me");
 		expect_logged(server, first, "connected");
 		expect_logged(server, first, "disconnected");
@@ -177,17 +166,6 @@ START_TEST(connection_is_closed_once_the_client_is_done)
 }
 END_TEST
 
-/* Wait up to ms for text to show in the server's stderr. */
-static bool stderr_shows(const struct th_server *server, const char *text, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 20) {
-		if (strstr(th_server_stderr(server), text) != NULL)
-			return true;
-		th_sleep_ms(20);
-	}
-	return false;
-}
-
 START_TEST(out_of_descriptors_the_server_waits_and_goes_on)
 {
 	th_about("accept_loop", "when accept() fails (here with EMFILE), call accept_failed(), "
@@ -202,7 +180,7 @@ START_TEST(out_of_descriptors_the_server_waits_and_goes_on)
 	 * first client through. */
 	th_close(th_connect(server));
 	int fd = th_connect(server);
-	if (!stderr_shows(server, "Too many open files", th_ms(2000)))
+	if (!th_stderr_shows(server, "Too many open files", 2000))
 		th_fail("with RLIMIT_NOFILE at 4 and a client waiting, expected the server to report "
 			"\"Too many open files\" on stderr; it wrote:\n%s", th_server_stderr(server));
 	/* Descriptors are back (as when clients leave): the waiting client must

@@ -45,17 +45,6 @@ static struct th_server *start_in_order(const char *order, const char *const *ar
 	return server;
 }
 
-/* Wait up to ms for text to show in the server's stderr. */
-static bool stderr_shows(const struct th_server *server, const char *text, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 10) {
-		if (strstr(th_server_stderr(server), text) != NULL)
-			return true;
-		th_sleep_ms(10);
-	}
-	return false;
-}
-
 /* Has the server exited? It stays a zombie, for th_stop() to collect. */
 static bool has_exited(const struct th_server *server, int ms)
 {
@@ -170,16 +159,6 @@ START_TEST(client_that_never_reads_does_not_stall_others)
 }
 END_TEST
 
-/* The client's own address as the server sees it, in addr_format()'s form. */
-static void client_address(int fd, char text[ADDR_TEXT_MAX])
-{
-	struct sockaddr_storage addr;
-	socklen_t len = sizeof addr;
-	if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
-		th_fail("getsockname: %s", strerror(errno));
-	addr_format((struct sockaddr *)&addr, len, text);
-}
-
 START_TEST(verbose_flag_logs_each_client_by_its_address)
 {
 	th_about("spawn_handler handler_thread", "the handler's struct client does not hold a "
@@ -191,7 +170,7 @@ START_TEST(verbose_flag_logs_each_client_by_its_address)
 	for (int i = 0; i < 3; i++) {
 		int fd = th_connect(server);
 		char address[ADDR_TEXT_MAX];
-		client_address(fd, address);
+		th_client_address(fd, address, sizeof address);
 		echo_text(fd, "log me");
 		th_close(fd);
 		wait_for_threads(server, threads, "after a client left");
@@ -346,7 +325,7 @@ static void wait_for_waiters(const struct th_server *server, int n, const char *
 	char text[64];
 	snprintf(text, sizeof text, "thread_order: %d thread%s wait%s on", n, n > 1 ? "s" : "",
 		 n > 1 ? "" : "s");
-	if (!stderr_shows(server, text, th_ms(2000)))
+	if (!th_stderr_shows(server, text, 2000))
 		th_fail("expected %s to wait on handlers.ended (%d at once), but %s not within %d ms. "
 			"Does wait_for_slot() wait while running is at the cap, and does running count "
 			"exactly the handlers still serving? The server's stderr:\n%s", who, n,

@@ -38,13 +38,6 @@ static void run_all(void)
 		th_fail("co_run() returned -1: the coroutines deadlocked (see stderr)");
 }
 
-/* A connected pair of non-blocking sockets. */
-static void socket_pair(int fds[2])
-{
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
-		th_fail("socketpair: %s", strerror(errno));
-}
-
 /* A deadline ms from now, for hub_wait_fd(). */
 static int64_t in_ms(int ms)
 {
@@ -203,8 +196,8 @@ START_TEST(second_waiter_on_the_same_fd_gets_ebusy)
 	th_about("wait_fd poll", "two coroutines waiting to read one fd: dispatch() wakes one, "
 		 "so the second must get EBUSY at once instead of taking the first one's place");
 	th_trace_start();
-	socket_pair(pair);
-	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	th_socket_pair(pair);
+	co_spawn(waiting_reader, (void *)(intptr_t)300);
 	co_spawn(second_waiter, NULL);
 	run_all();
 	green_close(pair[0]);
@@ -235,7 +228,7 @@ START_TEST(closing_an_fd_wakes_its_waiter)
 	th_about("wait_fd", "a coroutine parked on an fd that another coroutine closes must be "
 		 "woken, and hub_wait_fd() must return -1 with errno set to what woke it, EBADF");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(waiter_of_closed, NULL);
 	co_spawn(closer, NULL);
 	run_all();
@@ -285,7 +278,7 @@ START_TEST(a_parked_reader_wakes_once_per_readiness)
 		 "next wait must not find its own old entry (EBUSY)");
 	th_trace_start();
 	wakes = 0;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(counting_reader, NULL);
 	co_spawn(three_writes, NULL);
 	run_all();
@@ -315,7 +308,7 @@ START_TEST(a_wait_with_a_deadline_times_out)
 		 "ready must return -1 with errno ETIMEDOUT (what park_until() returned), and leave "
 		 "the fd free for the next wait");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(waits_that_time_out, NULL);
 	run_all();
 	green_close(pair[0]);
@@ -332,7 +325,7 @@ static int high_fd = -1;
 static void waits_twice(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(pair[0], HUB_READ, in_ms(500)) < 0) {
+	if (hub_wait_fd(pair[0], HUB_READ, in_ms(300)) < 0) {
 		note_errno("the first wait");
 		return;
 	}
@@ -352,7 +345,7 @@ static void waits_twice(void *arg)
 static void waits_on_a_high_fd(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(high_fd, HUB_READ, in_ms(500)) < 0)
+	if (hub_wait_fd(high_fd, HUB_READ, in_ms(300)) < 0)
 		note_errno("the wait on the high fd");
 }
 
@@ -369,8 +362,8 @@ START_TEST(a_wait_outlives_the_fd_table_growing)
 		 "grew the hub's table (realloc moved it): after parking, hub_wait_fd() must take "
 		 "&hub.fds[fd] again before it clears its waiter entry, not use the f it had");
 	th_trace_start();
-	socket_pair(pair);
-	socket_pair(pair2);
+	th_socket_pair(pair);
+	th_socket_pair(pair2);
 	high_fd = fcntl(pair2[0], F_DUPFD_CLOEXEC, 200);
 	if (high_fd < 0)
 		th_fail("fcntl(F_DUPFD_CLOEXEC, 200): %s", strerror(errno));
@@ -406,7 +399,7 @@ START_TEST(a_hub_waiting_on_a_silent_socket_sleeps_in_the_kernel)
 		 "another sleeping for 200 ms, the hub should wait in epoll_wait until the timer is "
 		 "due, not poll the socket in a loop");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(waiter_of_closed, NULL);
 	co_spawn(sleep_then_close, NULL);
 	run_all();
@@ -423,7 +416,7 @@ END_TEST
 static void waiting_writer(void *arg)
 {
 	(void)arg;
-	if (hub_wait_fd(pair[0], HUB_WRITE, in_ms(500)) == 0)
+	if (hub_wait_fd(pair[0], HUB_WRITE, in_ms(300)) == 0)
 		th_note("writable ");
 	else
 		note_errno("the wait to write");
@@ -447,7 +440,7 @@ START_TEST(a_reader_and_a_writer_wait_on_one_fd)
 		 "fd must both be woken: arm() the fd for what it already watches plus the new "
 		 "direction (f->armed | interest[dir]), not for the new direction alone");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	/* Fill pair[0]'s way out, so that a wait to write it parks. */
 	static const char buf[64 * 1024];
 	for (;;) {
@@ -457,14 +450,14 @@ START_TEST(a_reader_and_a_writer_wait_on_one_fd)
 			break;
 		th_fail("filling a socket: %s", strerror(errno));
 	}
-	co_spawn(waiting_reader, (void *)(intptr_t)500);
+	co_spawn(waiting_reader, (void *)(intptr_t)300);
 	co_spawn(waiting_writer, NULL);
 	co_spawn(other_end, NULL);
 	run_all();
 	green_close(pair[0]);
 	green_close(pair[1]);
 	th_expect_trace("xwritable ", "one coroutine waited to read a socket and another waited to "
-			"write it (500 ms at most each); then the peer wrote a byte and read "
+			"write it (300 ms at most each); then the peer wrote a byte and read "
 			"everything, so the next epoll_wait reports the socket readable and writable "
 			"at once, and wakes the reader, then the writer");
 }
@@ -477,7 +470,7 @@ static void loop_noting_reader(void *arg)
 {
 	int which = (int)(intptr_t)arg;
 	int fd = which == 0 ? pair[0] : pair2[0];
-	if (hub_wait_fd(fd, HUB_READ, in_ms(500)) < 0) {
+	if (hub_wait_fd(fd, HUB_READ, in_ms(300)) < 0) {
 		note_errno("a wait");
 		return;
 	}
@@ -499,8 +492,8 @@ START_TEST(one_epoll_wait_wakes_every_ready_fd)
 	th_about("wait_fd poll", "epoll_wait() returns every ready fd at once (it returns how "
 		 "many): dispatch() each of the n events, not only the first");
 	th_trace_start();
-	socket_pair(pair);
-	socket_pair(pair2);
+	th_socket_pair(pair);
+	th_socket_pair(pair2);
 	woke_in_loop[0] = woke_in_loop[1] = 0;
 	co_spawn(loop_noting_reader, (void *)(intptr_t)0);
 	co_spawn(loop_noting_reader, (void *)(intptr_t)1);
@@ -569,7 +562,7 @@ START_TEST(timers_fire_while_sockets_keep_the_hub_busy)
 	th_about("wait_fd poll", "the hub must expire the timers after every epoll_wait, not "
 		 "only when epoll_wait timed out with no event: a busy socket would starve every "
 		 "sleeper");
-	socket_pair(pair);
+	th_socket_pair(pair);
 	sleeper_woke = false;
 	rounds = rounds_when_woken = 0;
 	co_spawn(light_sleeper, NULL);
@@ -651,7 +644,7 @@ START_TEST(all_asleep_is_reported_once_the_fd_waits_are_over)
 		 "parked, and uncounts it when it wakes: a count left over makes hub_poll() wait "
 		 "in epoll_wait for ever instead of reporting that nothing can wake anyone");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_then_deadlock, NULL);
 	co_spawn(write_a_byte, NULL);
 	int result;
@@ -696,7 +689,7 @@ START_TEST(reader_parks_until_data_arrives)
 	th_about("green_read wait_fd poll", "green_read() must park on EAGAIN, be woken when the "
 		 "fd becomes readable, and then read again");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(reader, NULL);
 	co_spawn(writer_later, NULL);
 	run_all();
@@ -730,10 +723,10 @@ START_TEST(peer_leaving_wakes_the_reader)
 	th_about("green_read wait_fd poll", "when the peer closes, the parked reader must wake "
 		 "and return the 0 (end of file) that read() gives, not wait for more");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(reader_of_gone_peer, NULL);
 	co_spawn(peer_leaves, NULL);
-	co_spawn(guard, (void *)(intptr_t)500);
+	co_spawn(guard, (void *)(intptr_t)300);
 	run_all();
 	green_close(pair[0]);
 	th_expect_trace("end of file", "a reader whose peer closed 10 ms later");
@@ -758,8 +751,8 @@ START_TEST(a_read_whose_fd_is_closed_fails_even_if_the_number_is_reused)
 		 "green_read() must return -1 with that errno, not go round and read again: the fd "
 		 "number may already be another connection's");
 	th_trace_start();
-	socket_pair(pair);
-	socket_pair(intruder);
+	th_socket_pair(pair);
+	th_socket_pair(intruder);
 	co_spawn(reader, NULL);
 	co_spawn(closer_and_reuser, NULL);
 	run_all();
@@ -793,7 +786,7 @@ START_TEST(a_short_read_tells_the_hub_the_socket_is_drained)
 		 "emptied the socket: green_read() must say so with hub_drained(fd), so that the "
 		 "next green_read() parks at once instead of making a read() that fails with EAGAIN");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(short_reader, NULL);
 	run_all();
 	green_close(pair[0]);
@@ -820,7 +813,7 @@ START_TEST(a_read_that_would_block_tells_the_hub_before_parking)
 		 "empty: green_read() must say so with hub_drained(fd) before it parks");
 	th_trace_start();
 	read_dry = false;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(reader, NULL);
 	co_spawn(looks_while_parked, NULL);
 	run_all();
@@ -914,7 +907,7 @@ START_TEST(dump_lists_coroutines_and_what_they_wait_for)
 	th_about("wait_fd poll", "co_dump() should list every coroutine with its state and its "
 		 "wait, which hub_wait_fd() describes in co->wait (.what \"read\", .fd) before it "
 		 "parks");
-	socket_pair(pair);
+	th_socket_pair(pair);
 	th_trace_start();
 	/* The dumper sleeps less than the sleeper, and goes to sleep first: the
 	 * timers are in order without sift_up, which is not this test's TODO. */

@@ -106,7 +106,8 @@ START_TEST(connection_cap_makes_the_next_client_wait_its_turn)
 		th_fail("send: %s", strerror(errno));
 	th_expect_silence(third, 300, "the server already serves its maximum of 2 clients");
 	th_close(first);
-	struct th_exchange ex = { .want = 5 };
+	/* Served as soon as the first client's coroutine has ended: 2 s is ample. */
+	struct th_exchange ex = { .want = 5, .timeout_ms = 2000 };
 	struct th_reply reply;
 	th_exchange(third, &ex, &reply);
 	th_check_echo("three", 5, &reply);

@@ -22,7 +22,7 @@
 
 /* A deadline for waits that should never get there: long enough not to be
  * reached under Valgrind, short enough that a broken primitive fails fast. */
-enum { NEVER_MS = 3000 };
+enum { NEVER_MS = 300 };
 
 static void run_all(void)
 {
@@ -171,6 +171,32 @@ START_TEST(channel_send_blocks_when_full_until_a_receive)
 	 * sender, woken, notes s3 after the receiver has had its turn. */
 	th_expect_trace("s1 s2 r1 r2 r3 s3 s4 r4 end:EPIPE",
 		     "a sender put 4 items in a channel of 2 while a receiver took them");
+}
+END_TEST
+
+static void receive_one_then_the_rest(void *arg)
+{
+	(void)arg;
+	void *item;
+	if (co_chan_recv(&chan, &item, in_ms(NEVER_MS)) == 0)
+		th_note("r%ld ", (long)(intptr_t)item);
+	co_sleep(10);
+	receive_all(NULL);
+}
+
+START_TEST(channel_receive_lets_a_waiting_sender_in_at_once)
+{
+	th_about("chan_send chan_recv", "a receive from a full channel makes room: the item of a "
+		 "sender waiting for room must go into the ring then, and the sender go on, not "
+		 "wait until the ring is empty");
+	th_trace_start();
+	init_chan(2);
+	co_spawn(send_numbers, (void *)(intptr_t)3);
+	co_spawn(receive_one_then_the_rest, NULL);
+	run_all();
+	co_chan_free(&chan);
+	th_expect_trace("s1 s2 r1 s3 r2 r3 end:EPIPE", "a sender put 3 items in a channel of 2; "
+		     "a receiver took one, slept 10 ms, then took the rest");
 }
 END_TEST
 
@@ -619,6 +645,49 @@ START_TEST(semaphore_acquire_times_out_and_loses_no_permit)
 }
 END_TEST
 
+static co_id cancelled_waiter;
+
+static void acquire_until_cancelled(void *arg)
+{
+	(void)arg;
+	if (co_sem_acquire(&sem, in_ms(NEVER_MS)) < 0) {
+		th_note("w:%s ", err_name(errno));
+		return;
+	}
+	/* A waiter that believes it got a permit gives it back when done. */
+	th_note("w+ ");
+	co_sem_release(&sem);
+}
+
+static void cancel_the_waiter(void *arg)
+{
+	(void)arg;
+	co_sleep(5);
+	th_note("cancel ");
+	if (co_cancel(cancelled_waiter) < 0)
+		th_note("failed:%s ", err_name(errno));
+}
+
+START_TEST(semaphore_keeps_its_count_when_a_waiter_is_cancelled)
+{
+	th_about("sem_acquire cancel", "an acquire woken by co_cancel() must fail with "
+		 "ECANCELED and take no permit: a waiter that returns 0 then believes it holds "
+		 "one, and gives back a permit it never had");
+	th_trace_start();
+	co_sem_init(&sem, 1);
+	static const struct holder holder = { "a", 20 };
+	co_spawn(acquire_and_hold, (void *)&holder);
+	cancelled_waiter = co_spawn(acquire_until_cancelled, NULL);
+	co_spawn(cancel_the_waiter, NULL);
+	run_all();
+	th_expect_trace("a+ cancel w:ECANCELED a- ", "a held a semaphore of 1 for 20 ms; a "
+		     "second coroutine waited for it and was cancelled after 5 ms");
+	if (sem.count != 1)
+		th_fail("a semaphore made with 1 permit has %ld once everyone is done: the "
+			"cancelled waiter's acquire must not count as taking a permit", sem.count);
+}
+END_TEST
+
 /* ---- Pools ---------------------------------------------------------------- */
 
 static struct co_pool pool;
@@ -635,10 +704,13 @@ static void pool_task(void *arg)
 static void spawn_ten(void *arg)
 {
 	(void)arg;
+	/* One deadline for all: a pool that never frees a slot fails the test
+	 * in NEVER_MS, not in ten times that. */
+	int64_t deadline = in_ms(NEVER_MS);
 	for (int i = 0; i < 10; i++)
-		if (co_pool_spawn(&pool, pool_task, NULL, in_ms(NEVER_MS)) == 0)
+		if (co_pool_spawn(&pool, pool_task, NULL, deadline) == 0)
 			th_note("spawn %d:%s ", i, err_name(errno));
-	if (co_pool_wait(&pool, in_ms(NEVER_MS)) == 0)
+	if (co_pool_wait(&pool, deadline) == 0)
 		th_note("all done, %zu left", co_pool_running(&pool));
 }
 
@@ -701,13 +773,18 @@ static Suite *sync_suite(void)
 	tc = th_tcase(s, "channels", "chan_send chan_recv");
 	th_test(tc, channel_delivers_items_in_order);
 	th_test(tc, channel_send_blocks_when_full_until_a_receive);
+	th_test(tc, channel_receive_lets_a_waiting_sender_in_at_once);
 	th_test(tc, channel_receive_blocks_until_a_send);
 	th_test(tc, channel_wakes_blocked_receivers_first_come_first_served);
 	th_test(tc, channel_close_lets_receivers_drain_then_reports_closed);
-	th_test(tc, channel_close_wakes_blocked_senders_with_epipe);
-	th_test(tc, channel_close_wakes_blocked_receivers_with_epipe);
 	th_test(tc, unbuffered_channel_hands_items_over_directly);
 	th_test(tc, channel_receive_times_out_and_loses_no_later_item);
+
+	/* Senders alone, and receivers alone, on a channel that gets closed. */
+	tc = th_tcase(s, "channel senders", "chan_send");
+	th_test(tc, channel_close_wakes_blocked_senders_with_epipe);
+	tc = th_tcase(s, "channel receivers", "chan_recv");
+	th_test(tc, channel_close_wakes_blocked_receivers_with_epipe);
 
 	tc = th_tcase(s, "cancellation", "cancel");
 	th_test(tc, cancel_wakes_a_waiting_receiver_with_ecanceled);
@@ -721,6 +798,9 @@ static Suite *sync_suite(void)
 	th_test(tc, semaphore_release_wakes_waiters_in_arrival_order);
 	th_test(tc, semaphore_acquire_times_out_and_loses_no_permit);
 	th_test(tc, pool_runs_at_most_n_handlers_at_once);
+
+	tc = th_tcase(s, "semaphores and cancellation", "sem_acquire cancel");
+	th_test(tc, semaphore_keeps_its_count_when_a_waiter_is_cancelled);
 	return s;
 }
 

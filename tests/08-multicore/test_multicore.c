@@ -44,18 +44,10 @@ static int thread_count(pid_t pid)
 static void expect_in_stderr(const struct th_server *server, const char *const *texts,
 			     const char *why)
 {
-	for (int waited = 0;; waited += 50) {
-		const char *log = th_server_stderr(server);
-		bool all = true;
-		for (int i = 0; texts[i] != NULL; i++)
-			all = all && strstr(log, texts[i]) != NULL;
-		if (all)
-			return;
-		if (waited >= th_ms(5000))
-			th_fail("%s: expected \"%s\" and the rest on its stderr, which has:\n%s", why,
-				texts[0], log);
-		th_sleep_ms(50);
-	}
+	for (int i = 0; texts[i] != NULL; i++)
+		if (!th_stderr_shows(server, texts[i], 2000))
+			th_fail("%s: expected \"%s\" on its stderr, which has:\n%s", why, texts[i],
+				th_server_stderr(server));
 }
 
 START_TEST(two_hubs_share_the_port_and_both_serve)
@@ -81,6 +73,50 @@ START_TEST(two_hubs_share_the_port_and_both_serve)
 	if (first + second != 200 || first == 0 || second == 0)
 		th_fail("200 clients, of which hub 0 served %lu and hub 1 served %lu: each hub should "
 			"get some of them", first, second);
+}
+END_TEST
+
+/* Descriptors of the server that are epoll instances, from /proc/PID/fd. */
+static int epoll_count(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		th_fail("opendir %s: %s", path, strerror(errno));
+	int n = 0;
+	for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
+		char link[320], target[64];
+		snprintf(link, sizeof link, "%s/%s", path, entry->d_name);
+		ssize_t len = readlink(link, target, sizeof target - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		n += strcmp(target, "anon_inode:[eventpoll]") == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+START_TEST(every_hub_is_ready_when_the_port_is_announced)
+{
+	th_about("start_hubs", "the server may say it listens only once every hub has its epoll "
+		 "instance and waits for clients; here each hub thread starts 200 ms late "
+		 "(tests/08-multicore/late_threads.c), as threads may on a loaded machine");
+	struct th_launch launch = { .args = two_hubs, .preload = th_build_path("late_threads.so") };
+	struct th_server *server = th_start(&launch);
+	int ready = epoll_count(server->pid);
+	if (ready != 2)
+		th_fail("when the server printed its listening line, %d of its 2 hubs had an epoll "
+			"instance (anon_inode:[eventpoll] in /proc/%d/fd): start_hubs() must wait at "
+			"the barrier until every hub is ready. Clients that connect at once could "
+			"otherwise use up the descriptors a late hub still needs (EMFILE), and its "
+			"share of the connections would never be served", ready, (int)server->pid);
+	if (kill(server->pid, SIGUSR1) < 0)
+		th_fail("kill SIGUSR1: %s", strerror(errno));
+	static const char *const dumps[] = { "hub 0:", "hub 1:", NULL };
+	expect_in_stderr(server, dumps, "after SIGUSR1, each of the 2 hubs should dump its "
+			 "coroutines: is one of them still waiting at the barrier?");
 }
 END_TEST
 
@@ -141,6 +177,8 @@ static Suite *multicore_suite(void)
 	Suite *s = th_suite("08-multicore");
 	TCase *tc = th_tcase(s, "hubs", "reuseport start_hubs");
 	th_test(tc, two_hubs_share_the_port_and_both_serve);
+	tc = th_tcase(s, "hubs starting late", "start_hubs");
+	th_test(tc, every_hub_is_ready_when_the_port_is_announced);
 	tc = th_tcase(s, "signals", "mailbox_post mailbox_serve start_hubs");
 	th_test(tc, a_signal_reaches_every_hub);
 	th_test(tc, sigterm_drains_every_hub_without_losing_a_byte);

@@ -232,17 +232,6 @@ START_TEST(clients_that_leave_without_reading_raise_no_sigpipe)
 }
 END_TEST
 
-/* Wait until the server's stderr mentions EMFILE, for up to ms. */
-static bool reports_emfile(struct th_server *server, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 50) {
-		if (strstr(th_server_stderr(server), "Too many open files") != NULL)
-			return true;
-		th_sleep_ms(50);
-	}
-	return false;
-}
-
 /* Over one second of nothing to do but accept() failing, the server must not
  * burn the CPU retrying. */
 static void check_not_spinning(struct th_server *server)
@@ -280,7 +269,7 @@ START_TEST(running_out_of_file_descriptors_is_survived)
 		ex[i] = (struct th_exchange){ .send = "x", .send_len = 1, .want = 1, .timeout_ms = 1000 };
 	}
 	th_exchange_many(fds, ex, replies, (size_t)n);
-	if (!reports_emfile(server, th_ms(2000)))
+	if (!th_stderr_shows(server, "Too many open files", 2000))
 		th_fail("with RLIMIT_NOFILE at %d and %d clients, expected the server to report "
 			"\"Too many open files\" on stderr; it wrote:\n%s", launch.fd_limit, n,
 			th_server_stderr(server));

@@ -28,12 +28,6 @@ static void run_all(void)
 		th_fail("co_run() returned -1: the coroutines deadlocked (see stderr)");
 }
 
-static void socket_pair(int fds[2])
-{
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
-		th_fail("socketpair: %s", strerror(errno));
-}
-
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -106,7 +100,7 @@ START_TEST(a_coroutine_that_keeps_yielding_lets_a_reader_wake)
 		 "run: a coroutine that keeps yielding then keeps every socket's waiter asleep. "
 		 "Between two rounds of the run queue, let the hub look (epoll_wait, 0 timeout)");
 	memset(&poller, 0, sizeof poller);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	if (write(pair[1], "x", 1) != 1)
 		th_fail("write: %s", strerror(errno));
 	co_spawn(read_then_set, NULL);
@@ -159,7 +153,7 @@ START_TEST(a_forgotten_fd_that_stays_open_does_not_wake_the_hub)
 		 "a socket that stays open (handed to another thread's hub, say) and becomes "
 		 "readable is otherwise reported at every epoll_wait, and the hub spins");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(forget_an_open_fd, NULL);
 	run_all();
 	close(pair[0]);
@@ -187,7 +181,7 @@ START_TEST(a_forgotten_fd_closed_while_a_dup_stays_open_does_not_wake_the_hub)
 		 "other fd refers to the socket; after a dup(), the registration stays and is "
 		 "reported at every epoll_wait: hub_forget_fd() must take it out itself");
 	th_trace_start();
-	socket_pair(pair);
+	th_socket_pair(pair);
 	duplicate = dup(pair[0]);
 	if (duplicate < 0)
 		th_fail("dup: %s", strerror(errno));
@@ -211,7 +205,7 @@ static void wait_on_a_reused_number(void *arg)
 {
 	(void)arg;
 	int first[2];
-	socket_pair(first);
+	th_socket_pair(first);
 	if (hub_wait_fd(first[0], HUB_READ, co_deadline_after(10)) == 0 || errno != ETIMEDOUT) {
 		th_note("the wait on a silent socket did not time out ");
 		return;
@@ -219,7 +213,7 @@ static void wait_on_a_reused_number(void *arg)
 	hub_forget_fd(first[0]);
 	close(first[0]);
 	close(first[1]);
-	socket_pair(pair);	/* the lowest free numbers: the same ones */
+	th_socket_pair(pair);	/* the lowest free numbers: the same ones */
 	if (pair[0] != first[0] && pair[1] != first[0])
 		th_note("(the number did not come back) ");
 	int reader = pair[0] == first[0] ? pair[0] : pair[1];
@@ -297,7 +291,7 @@ START_TEST(a_sleep_never_ends_before_its_time)
 	early = sleeps = 0;
 	shortest_ns = shortest_asked = 0;
 	sleeping = true;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(sleep_many_times, NULL);
 	co_spawn(keep_the_hub_busy, NULL);
 	run_all();

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
+
 /* How long a conversation may take by default: a small echo on loopback
  * takes well under a millisecond. */
 enum { DEFAULT_TIMEOUT_MS = 2000 };
@@ -49,9 +51,8 @@ int th_connect_small_window(const struct th_server *s, int rcvbuf)
 	/* The kernel completes a connection into the listening socket's
 	 * backlog whether or not the server calls accept(); a connect() that
 	 * does not complete means that backlog is full. */
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	int timeout = harness_cut_ms(DEFAULT_TIMEOUT_MS);
-	if (poll(&pfd, 1, timeout) <= 0)
+	if (!harness_ready_by(fd, POLLOUT, harness_now_ms() + timeout))
 		harness_fail(SYMPTOM_NO_REPLY, "connect to %s:%s did not complete within %d ms: the "
 			     "server's backlog is full, so it accepts no one", s->host, s->port, timeout);
 	socklen_t len = sizeof err;
@@ -60,6 +61,23 @@ int th_connect_small_window(const struct th_server *s, int rcvbuf)
 			     s->host, s->port,
 			strerror(err));
 	return fd;
+}
+
+void th_client_address(int fd, char *text, size_t size)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	char formatted[ADDR_TEXT_MAX];
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
+		harness_fail(SYMPTOM_SETUP, "getsockname: %s", strerror(errno));
+	addr_format((struct sockaddr *)&addr, len, formatted);
+	snprintf(text, size, "%s", formatted);
+}
+
+void th_socket_pair(int fds[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+		harness_fail(SYMPTOM_SETUP, "socketpair: %s", strerror(errno));
 }
 
 void th_close(int fd)
@@ -246,15 +264,7 @@ size_t th_send_without_reading(int fd, size_t max)
 {
 	unsigned char *data = th_payload(max, 7);
 	size_t sent = 0;
-	while (sent < max) {
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		int ready = poll(&pfd, 1, 200);
-		if (ready < 0 && errno == EINTR)
-			continue;
-		if (ready < 0)
-			harness_fail(SYMPTOM_SETUP, "poll: %s", strerror(errno));
-		if (ready == 0)
-			break;
+	while (sent < max && harness_ready_by(fd, POLLOUT, harness_now_ms() + 200)) {
 		ssize_t put = send(fd, data + sent, max - sent, MSG_NOSIGNAL);
 		if (put < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
@@ -365,14 +375,7 @@ void th_check_echo(const void *sent, size_t sent_len, const struct th_reply *r)
 
 void th_expect_silence(int fd, int ms, const char *why)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	long long deadline = harness_now_ms() + ms;
-	int ready;
-	while ((ready = poll(&pfd, 1, harness_ms_until(deadline))) < 0 && errno == EINTR)
-		continue;
-	if (ready < 0)
-		harness_fail(SYMPTOM_SETUP, "poll: %s", strerror(errno));
-	if (ready == 0)
+	if (!harness_ready_by(fd, POLLIN, harness_now_ms() + ms))
 		return;
 	unsigned char buf[64];
 	ssize_t got = recv(fd, buf, sizeof buf, 0);

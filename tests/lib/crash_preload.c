@@ -27,20 +27,10 @@ static void write_who(void)
 
 static void on_crash(int signal, siginfo_t *info, void *ucontext)
 {
-	/* What is known goes out first: unwinding a smashed stack may fault
-	 * again, and that second fault ends the process at once. */
 	cr_write(STDERR_FILENO, "CRASHED: ");
 	write_who();
 	cr_write(STDERR_FILENO, " was killed by ");
-	cr_write(STDERR_FILENO, cr_signal_name(signal));
-	if (signal == SIGSEGV || signal == SIGBUS) {
-		cr_write(STDERR_FILENO, " at address 0x");
-		cr_write_number(STDERR_FILENO, (unsigned long)info->si_addr, 16);
-	}
-	cr_write(STDERR_FILENO, ", in:\n");
-	void *frames[CR_MAX_FRAMES];
-	size_t n = cr_frames(ucontext, frames, CR_MAX_FRAMES);
-	cr_write_frames(STDERR_FILENO, frames, n);
+	cr_write_crash(STDERR_FILENO, signal, info, ucontext);
 	/* SA_RESETHAND restored the default action; the signal is blocked
 	 * until this handler returns, and then it ends the process, whether it
 	 * came from the faulting instruction or from kill(). */

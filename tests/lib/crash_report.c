@@ -236,6 +236,21 @@ void cr_write_frames(int fd, void *const *frames, size_t n)
 	}
 }
 
+void cr_write_crash(int fd, int signal, const siginfo_t *info, const void *ucontext)
+{
+	/* What is known goes out first: unwinding a smashed stack may fault
+	 * again, and that second fault ends the process at once. */
+	cr_write(fd, cr_signal_name(signal));
+	if (signal == SIGSEGV || signal == SIGBUS) {
+		cr_write(fd, " at address 0x");
+		cr_write_number(fd, (unsigned long)info->si_addr, 16);
+	}
+	cr_write(fd, ", in:\n");
+	void *frames[CR_MAX_FRAMES];
+	size_t n = cr_frames(ucontext, frames, CR_MAX_FRAMES);
+	cr_write_frames(fd, frames, n);
+}
+
 const char *cr_signal_name(int signal)
 {
 	switch (signal) {

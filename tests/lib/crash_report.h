@@ -7,6 +7,7 @@
 #ifndef CRASH_REPORT_H
 #define CRASH_REPORT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 enum { CR_MAX_FRAMES = 24 };
@@ -29,6 +30,11 @@ size_t cr_frames(const void *ucontext, void **frames, size_t max);
  * the call. Needs addr2line (binutils, which gcc brings); without it, each
  * line is "module+0xOFFSET". */
 void cr_write_frames(int fd, void *const *frames, size_t n);
+
+/* What a crash handler knows: the signal's name, the address of a bad
+ * access, then the frames of the code it interrupted. Writes, to fd,
+ * "SIGSEGV at address 0x10, in:" and a line a frame. */
+void cr_write_crash(int fd, int signal, const siginfo_t *info, const void *ucontext);
 
 /* "SIGSEGV", "SIGABRT"... or "signal N" for one without a name here. */
 const char *cr_signal_name(int signal);

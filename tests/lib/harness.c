@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -105,6 +106,17 @@ int harness_ms_until(long long deadline)
 {
 	long long left = deadline - harness_now_ms();
 	return left > 0 ? (int)left : 0;
+}
+
+bool harness_ready_by(int fd, short events, long long deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int ready;
+	while ((ready = poll(&pfd, 1, harness_ms_until(deadline))) < 0 && errno == EINTR)
+		continue;
+	if (ready < 0)
+		harness_fail(SYMPTOM_SETUP, "poll: %s", strerror(errno));
+	return ready > 0;
 }
 
 void th_sleep_ms(int ms)
@@ -330,18 +342,8 @@ static void on_crash(int signal, siginfo_t *info, void *ucontext)
 		raise(signal);	/* the test passes by dying of it */
 		return;
 	}
-	/* What is known goes out first: unwinding a smashed stack may fault
-	 * again, and that second fault ends the process at once. */
 	cr_write(STDERR_FILENO, crash_heading);
-	cr_write(STDERR_FILENO, cr_signal_name(signal));
-	if (signal == SIGSEGV || signal == SIGBUS) {
-		cr_write(STDERR_FILENO, " at address 0x");
-		cr_write_number(STDERR_FILENO, (unsigned long)info->si_addr, 16);
-	}
-	cr_write(STDERR_FILENO, ", in:\n");
-	void *frames[CR_MAX_FRAMES];
-	size_t n = cr_frames(ucontext, frames, CR_MAX_FRAMES);
-	cr_write_frames(STDERR_FILENO, frames, n);
+	cr_write_crash(STDERR_FILENO, signal, info, ucontext);
 	cr_write(STDERR_FILENO, crash_todos);
 	cr_write(STDERR_FILENO, "  Likely cause: ");
 	cr_write(STDERR_FILENO, cr_signal_cause(signal));

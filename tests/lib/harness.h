@@ -129,6 +129,10 @@ long th_server_rss_kib(const struct th_server *server);
 /* The server's stderr so far (a static buffer, the last 2 KiB at most). */
 const char *th_server_stderr(const struct th_server *server);
 
+/* Wait up to ms milliseconds (stretched by TH_TIME_SCALE) for text to show
+ * in the server's stderr; false if it did not. */
+bool th_stderr_shows(const struct th_server *server, const char *text, int ms);
+
 /* ---- Clients ----------------------------------------------------------- */
 
 /* Connect to the server; fails the test if that does not work in time. The
@@ -138,6 +142,14 @@ int th_connect(const struct th_server *server);
 /* The same with a receive buffer of rcvbuf bytes (SO_RCVBUF; 0: the
  * default): a client that can hold little of the server's reply. */
 int th_connect_small_window(const struct th_server *server, int rcvbuf);
+
+/* The client's own address, as the server sees it, in common/addr.h's form
+ * ("127.0.0.1:54321", "[::1]:54321"): what a server's log names it by. */
+void th_client_address(int fd, char *text, size_t size);
+
+/* A connected pair of non-blocking local sockets, for tests that run
+ * coroutines in the test process. */
+void th_socket_pair(int fds[2]);
 
 /* Close a client; th_reset() closes it with an RST instead of a FIN. */
 void th_close(int fd);

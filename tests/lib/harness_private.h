@@ -44,6 +44,9 @@ _Noreturn void harness_fail_because(const char *cause, const char *fmt, ...)
 /* Clocks and deadlines. */
 long long harness_now_ms(void);
 int harness_ms_until(long long deadline);
+/* Wait until fd has one of events (POLLIN, POLLOUT), through signals, or
+ * until deadline: false then. */
+bool harness_ready_by(int fd, short events, long long deadline);
 /* A wait of ms milliseconds, stretched by TH_TIME_SCALE, and cut to an
  * eighth (but no less than 250 ms) once a test of this run has hung: for
  * waits that cannot tell slow from stuck (a connect, an exit). */

@@ -24,8 +24,10 @@ static const struct th_promise promises[] = {
 	  .idle_todos = "poll", .hub_todos = "wait_fd poll", .dump_signal = SIGUSR1 },
 	/* Chapter 02's server, unchanged, linked with the patch: concurrent on
 	 * green threads, asleep in epoll_wait when idle. Its own code handles
-	 * short I/O and EINTR; the patch must only pass them through. */
-	{ "06-monkey-patch", .echo_todos = "patch_read spawn_thread", .retry_todos = "patch_read" },
+	 * short I/O and EINTR; the patch must only pass them through. It
+	 * counts its handlers under a mutex, on every connection. */
+	{ "06-monkey-patch", .echo_todos = "patch_read spawn_thread mutex_lock",
+	  .retry_todos = "patch_read" },
 	/* Chapter 07's TODOs are the primitives and the shutdown: the echo
 	 * works without any of them, so the shared suites check none. */
 	{ "07-timeouts-sync", .drains_on_stop = true, .echo_todos = "", .retry_todos = "",

@@ -141,6 +141,26 @@ static const char *preload_list(const struct th_launch *launch, bool *reports)
 	return list;
 }
 
+/* Start launch->server (or TH_SERVER) as the launch says: its arguments,
+ * -p 0 when any_port, its preloads, through TH_WRAPPER; its stdout and
+ * stderr on these fds. Returns its pid; *reports says whether the crash
+ * reporter is loaded into it. */
+static pid_t spawn(const struct th_launch *launch, bool any_port, int stdout_fd, int stderr_fd,
+		   bool *reports)
+{
+	const char *program = launch->server != NULL ? launch->server : required_env("TH_SERVER");
+	char **env = server_environment(preload_list(launch, reports));
+	char *argv[MAX_ARGS];
+	build_argv(argv, program, any_port, launch->args);
+	fflush(NULL);	/* or the child would flush our buffered output again */
+	pid_t pid = fork();
+	if (pid < 0)
+		harness_fail(SYMPTOM_SETUP, "fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_server(argv, env, stdout_fd, stderr_fd);
+	return pid;
+}
+
 const char *th_build_path(const char *name)
 {
 	enum { PATHS = 8 };
@@ -163,11 +183,7 @@ static void read_listening_line(struct th_server *s)
 	size_t len = 0;
 	long long deadline = harness_now_ms() + th_ms(START_TIMEOUT_MS);
 	while (len == 0 || line[len - 1] != '\n') {
-		struct pollfd pfd = { .fd = s->stdout_fd, .events = POLLIN };
-		int ready = poll(&pfd, 1, harness_ms_until(deadline));
-		if (ready < 0 && errno == EINTR)
-			continue;
-		if (ready <= 0)
+		if (!harness_ready_by(s->stdout_fd, POLLIN, deadline))
 			harness_fail(SYMPTOM_NO_REPLY, "HUNG: the server printed no \"listening on "
 				     "HOST:PORT\" line within %d ms of starting", th_ms(START_TIMEOUT_MS));
 		ssize_t got = read(s->stdout_fd, line + len, 1);
@@ -205,14 +221,8 @@ struct th_server *th_start(const struct th_launch *launch)
 	if (harness_n_servers == MAX_SERVERS)
 		harness_fail(SYMPTOM_SETUP, "a test may start at most %d servers", MAX_SERVERS);
 
-	const char *server = launch->server != NULL ? launch->server : required_env("TH_SERVER");
-	bool reports;
-	char **env = server_environment(preload_list(launch, &reports));
-	char *argv[MAX_ARGS];
-	build_argv(argv, server, true, launch->args);
-
 	struct th_server *s = &harness_servers[harness_n_servers];
-	*s = (struct th_server){ .stdout_fd = -1, .reports_crashes = reports };
+	*s = (struct th_server){ .stdout_fd = -1 };
 	const char *tmp = getenv("TMPDIR");
 	snprintf(s->stderr_path, sizeof s->stderr_path, "%s/th-stderr-XXXXXX",
 		 tmp != NULL ? tmp : "/tmp");
@@ -223,13 +233,7 @@ struct th_server *th_start(const struct th_launch *launch)
 	if (pipe2(out, O_CLOEXEC) < 0)
 		harness_fail(SYMPTOM_SETUP, "pipe: %s", strerror(errno));
 
-	fflush(NULL);	/* or the child would flush our buffered output again */
-	pid_t pid = fork();
-	if (pid < 0)
-		harness_fail(SYMPTOM_SETUP, "fork: %s", strerror(errno));
-	if (pid == 0)
-		exec_server(argv, env, out[1], stderr_fd);
-
+	pid_t pid = spawn(launch, true, out[1], stderr_fd, &s->reports_crashes);
 	close(out[1]);
 	close(stderr_fd);
 	s->pid = pid;
@@ -250,6 +254,7 @@ struct th_server *th_start(const struct th_launch *launch)
 
 	if (launch->short_io) {
 		char banner[160];
+		const char *server = launch->server != NULL ? launch->server : getenv("TH_SERVER");
 		const char *slash = strrchr(server, '/');
 		snprintf(banner, sizeof banner, "short_io: loaded into %s:", slash != NULL ? slash + 1 : server);
 		if (strstr(th_server_stderr(s), banner) == NULL)
@@ -266,15 +271,7 @@ struct th_server *th_start(const struct th_launch *launch)
 static bool read_until_eof(int fd, char *out, size_t size, long long deadline)
 {
 	size_t len = 0;
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int ready = poll(&pfd, 1, harness_ms_until(deadline));
-		if (ready < 0 && errno == EINTR)
-			continue;
-		if (ready < 0)
-			harness_fail(SYMPTOM_SETUP, "poll: %s", strerror(errno));
-		if (ready == 0)
-			break;
+	while (harness_ready_by(fd, POLLIN, deadline)) {
 		char sink[256];
 		bool room = len < size - 1;
 		ssize_t got = read(fd, room ? out + len : sink, room ? size - 1 - len : sizeof sink);
@@ -293,21 +290,11 @@ static bool read_until_eof(int fd, char *out, size_t size, long long deadline)
 
 int th_run_program(const struct th_launch *launch, int timeout_ms, char *out, size_t out_size)
 {
-	const char *program = launch->server != NULL ? launch->server : required_env("TH_SERVER");
-	bool reports;
-	char **env = server_environment(preload_list(launch, &reports));
-	char *argv[MAX_ARGS];
-	build_argv(argv, program, false, launch->args);
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		harness_fail(SYMPTOM_SETUP, "pipe: %s", strerror(errno));
-	fflush(NULL);	/* or the child would flush our buffered output again */
-	pid_t pid = fork();
-	if (pid < 0)
-		harness_fail(SYMPTOM_SETUP, "fork: %s", strerror(errno));
-	if (pid == 0)
-		exec_server(argv, env, pipefd[1], pipefd[1]);
-
+	bool reports;
+	pid_t pid = spawn(launch, false, pipefd[1], pipefd[1], &reports);
 	close(pipefd[1]);
 	bool ended = read_until_eof(pipefd[0], out, out_size, harness_now_ms() + th_ms(timeout_ms));
 	close(pipefd[0]);
@@ -416,6 +403,18 @@ const char *th_server_stderr(const struct th_server *s)
 	static char tail[STDERR_TAIL + 1];
 	read_stderr(s, 0, tail, sizeof tail);
 	return tail;
+}
+
+bool th_stderr_shows(const struct th_server *s, const char *text, int ms)
+{
+	long long deadline = harness_now_ms() + harness_cut_ms(ms);
+	for (;;) {
+		if (strstr(th_server_stderr(s), text) != NULL)
+			return true;
+		if (harness_now_ms() >= deadline)
+			return false;
+		th_sleep_ms(20);
+	}
 }
 
 /* Wait until the server's stderr has grown past `from` and then stopped

@@ -23,7 +23,7 @@
 enum {
 	/* A burst of connects beyond the backlog waits seconds for a SYN
 	 * retransmission; the kernel caps it at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	LISTEN_BACKLOG = 4096,
 	BUFFER_SIZE = 16 * 1024,
 	MAX_EVENTS = 256,
 	/* Accept at most this many clients per wakeup, so that a connect storm

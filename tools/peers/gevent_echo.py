@@ -12,7 +12,7 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
-LISTEN_BACKLOG = 1024
+LISTEN_BACKLOG = 4096
 BUFFER_SIZE = 16 * 1024
 PROGRAM = os.path.basename(sys.argv[0])
 

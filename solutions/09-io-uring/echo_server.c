@@ -44,7 +44,7 @@ enum {
 	 * accept queue. A short queue (the classic tutorials use 5) overflows
 	 * under a burst and those clients wait seconds for a SYN retransmission.
 	 * The kernel caps this at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	LISTEN_BACKLOG = 4096,
 	/* On the coroutine's stack. Small, because every page a coroutine
 	 * touches stays resident: with 2 KiB, a client's whole stack fits in
 	 * one 4 KiB page, and ten thousand clients cost about 40 MiB less than

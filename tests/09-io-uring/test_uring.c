@@ -59,12 +59,6 @@ static int run_capturing(char *report, size_t size)
 	return result;
 }
 
-static void socket_pair(int fds[2])
-{
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
-		th_fail("socketpair: %s", strerror(errno));
-}
-
 /* The test's hub: io_uring, or epoll for the tests of that backend. */
 static void open_hub(enum hub_kind kind)
 {
@@ -138,7 +132,7 @@ START_TEST(a_read_completes_with_the_bytes_that_came)
 	th_trace_start();
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_once, NULL);
 	co_spawn(write_hello_later, NULL);
 	start_guard(500);
@@ -174,7 +168,7 @@ static void read_a_byte(void *arg)
 static void open_pairs(int n, bool with_a_byte)
 {
 	for (int i = 0; i < n; i++) {
-		socket_pair(pairs[i]);
+		th_socket_pair(pairs[i]);
 		if (with_a_byte && write(pairs[i][1], "x", 1) != 1)
 			th_fail("write: %s", strerror(errno));
 	}
@@ -260,7 +254,7 @@ START_TEST(a_parked_reader_keeps_the_hub_waiting_for_its_completion)
 	th_trace_start();
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_once, NULL);
 	co_spawn(write_hello_later, NULL);
 	char report[2048];
@@ -294,7 +288,7 @@ START_TEST(all_asleep_is_reported_once_the_reads_are_done)
 	th_trace_start();
 	open_hub(HUB_URING);
 	co_event_init(&never);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	if (write(pair[1], "x", 1) != 1)
 		th_fail("write: %s", strerror(errno));
 	co_spawn(read_then_wait_for_nothing, NULL);
@@ -371,7 +365,7 @@ START_TEST(a_read_past_its_deadline_fails_with_etimedout)
 	th_trace_start();
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
 	start_guard(500);
 	run_all();
@@ -393,7 +387,7 @@ START_TEST(a_read_past_its_deadline_leaves_its_buffer_alone)
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
 	late_got = 0;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
 	start_guard(500);
 	run_all();
@@ -434,7 +428,7 @@ START_TEST(a_cancelled_read_leaves_its_buffer_alone)
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
 	late_got = 0;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	victim = co_spawn(read_until_cancelled, NULL);
 	co_spawn(cancel_the_reader, NULL);
 	start_guard(500);
@@ -480,7 +474,7 @@ START_TEST(a_timed_out_reader_can_end_and_its_stack_go_away)
 	open_hub(HUB_URING);
 	memset(&reader, 0, sizeof reader);
 	late_got = 0;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	victim = co_spawn(read_on_my_stack_with_a_deadline, NULL);
 	co_spawn(write_once_the_reader_ended, NULL);
 	start_guard(500);
@@ -543,7 +537,7 @@ static void scenario_close_a_reader(enum hub_kind kind)
 	th_trace_start();
 	open_hub(kind);
 	memset(&closing, 0, sizeof closing);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_until_closed, NULL);
 	co_spawn(close_it_then_look_at_the_peer, NULL);
 	start_guard(500);
@@ -580,7 +574,7 @@ START_TEST(closing_an_fd_wakes_its_writer_with_ebadf)
 	th_trace_start();
 	open_hub(HUB_URING);
 	memset(&closing, 0, sizeof closing);
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(write_until_closed, NULL);
 	co_spawn(close_it_then_look_at_the_peer, NULL);
 	start_guard(500);
@@ -604,7 +598,7 @@ START_TEST(on_epoll_a_read_past_its_deadline_fails_with_etimedout)
 	open_hub(HUB_EPOLL);
 	memset(&reader, 0, sizeof reader);
 	late_got = 0;
-	socket_pair(pair);
+	th_socket_pair(pair);
 	co_spawn(read_with_a_deadline, NULL);
 	start_guard(500);
 	run_all();

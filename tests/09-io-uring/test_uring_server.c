@@ -27,17 +27,6 @@ static void signal_server(const struct th_server *server, int sig)
 		th_fail("kill %d: %s", (int)server->pid, strerror(errno));
 }
 
-/* Wait up to ms for text in the server's stderr; whether it came. */
-static bool stderr_shows(const struct th_server *server, const char *text, int ms)
-{
-	for (int waited = 0; waited <= th_ms(ms); waited += 10) {
-		if (strstr(th_server_stderr(server), text) != NULL)
-			return true;
-		th_sleep_ms(10);
-	}
-	return false;
-}
-
 /* The hub's name in the server's coroutine dump (SIGUSR1): "(io_uring)" or
  * "(epoll)". */
 static void expect_hub(const struct th_server *server, const char *name)
@@ -45,7 +34,7 @@ static void expect_hub(const struct th_server *server, const char *name)
 	char text[32];
 	snprintf(text, sizeof text, "the hub (%s)", name);
 	signal_server(server, SIGUSR1);
-	if (!stderr_shows(server, text, 1000))
+	if (!th_stderr_shows(server, text, 1000))
 		th_fail("the server's coroutine dump (SIGUSR1) does not say \"%s\"; its stderr:\n%s",
 			text, th_server_stderr(server));
 }

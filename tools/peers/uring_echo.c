@@ -35,7 +35,7 @@
 enum {
 	/* A burst of connects beyond the backlog waits seconds for a SYN
 	 * retransmission; the kernel caps it at net.core.somaxconn. */
-	LISTEN_BACKLOG = 1024,
+	LISTEN_BACKLOG = 4096,
 	/* Each client's own buffer, which the kernel owns while a recv is in
 	 * flight: the size of chapter 09's, on its coroutine's stack. */
 	BUFFER_SIZE = 2 * 1024,

@@ -57,9 +57,9 @@ static void describe_wait(const struct co *co, char *text, size_t size)
 		len = snprintf(text, size, "%s #%llu", w->what, (unsigned long long)w->other);
 	else
 		len = snprintf(text, size, "%s", w->what);
-	if (co->timer.index != TIMER_IDLE && len >= 0 && (size_t)len < size)
+	if (co->deadline >= 0 && len >= 0 && (size_t)len < size)
 		snprintf(text + len, size - (size_t)len, ", due in %lld ms",
-			 (long long)(co->timer.deadline - co_now_ms()));
+			 (long long)(co->deadline - co_now_ms()));
 }
 
 void co_dump(FILE *out)

@@ -42,7 +42,8 @@ struct co {
 	size_t stack_size;
 	struct stack_tools tools;
 	struct co_wait wait;
-	struct timer timer;     /* its deadline while it waits with one */
+	struct timer timer;     /* armed at or before deadline (hub.c) */
+	int64_t deadline;       /* of the wait it is parked in; -1: none */
 	int wake_result;        /* what co_park() returns: 0 or an errno */
 	bool cancelled;
 	co_id joiner;           /* a coroutine waiting for this one to end */
@@ -65,6 +66,9 @@ int co_park(void);
  * I/O. A cancel still wakes it, with ECANCELED: wait again until what you
  * wait for is true. */
 int co_park_uninterruptible(void);
+
+/* hub.c: co is about to be freed; its timer must leave the heap. */
+void hub_forget_co(struct co *co);
 
 /* Make a parked coroutine runnable; co_park() will return result. */
 void co_wake(struct co *co, int result);

@@ -235,6 +235,7 @@ co_id co_spawn(co_fn *fn, void *arg)
 	co->arg = arg;
 	co->sp = first_frame(co->stack + co->stack_size);
 	co->timer.index = TIMER_IDLE;
+	co->deadline = -1;
 	co->wait.fd = -1;
 	stack_tools_created(&co->tools, co->stack, co->stack_size);
 	co->next = sched.all;
@@ -255,6 +256,7 @@ static void co_free(struct co *co)
 	if (co->next != NULL)
 		co->next->prev = co->prev;
 	stack_tools_destroyed(&co->tools);
+	hub_forget_co(co);
 	sched.count--;
 	/* The struct goes with the mapping. munmap can only fail for an
 	 * address range that is not ours. */

@@ -3,7 +3,9 @@
  * io_uring_enter and every completion of one reaped in one loop, requests in
  * flight counted, and buffer ownership: a read cut short by its deadline, by
  * a cancel or by a close gives its buffer back only once the kernel has let
- * go of it. A few of the same scenarios run on the epoll backend too.
+ * go of it; timers left armed after their wait (hub.c) wake nobody who no
+ * longer waits for them. A few of the same scenarios run on the epoll
+ * backend too.
  * Assertions run on the main stack, after co_run() returns.
  *
  * Where the kernel refuses io_uring (an old kernel, kernel.io_uring_disabled,
@@ -589,6 +591,221 @@ START_TEST(closing_an_fd_wakes_its_writer_with_ebadf)
 }
 END_TEST
 
+/* ---- Timers left armed after their wait ---------------------------------
+ * hub.c leaves a coroutine's timer in the heap when its wait ends early (the
+ * next wait, with a later deadline, keeps it), and sorts out when it fires
+ * whether anyone still waits for it. These run on both backends. */
+
+static struct {
+	ssize_t first, second;
+	int err;
+	char got[2];
+} lazy;
+
+static void read_with_a_deadline_then_without(void *arg)
+{
+	(void)arg;
+	lazy.first = green_read_until(pair[0], &lazy.got[0], 1, co_deadline_after(th_ms(20)));
+	lazy.second = green_read(pair[0], &lazy.got[1], 1);
+	lazy.err = errno;
+	stop_guard();
+}
+
+static void write_now_and_later(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "a", 1) != 1)
+		th_note("write failed ");
+	co_sleep(th_ms(60));
+	if (write(pair[1], "b", 1) != 1)
+		th_note("write failed ");
+}
+
+static void scenario_timer_left_armed(enum hub_kind kind)
+{
+	th_trace_start();
+	open_hub(kind);
+	memset(&lazy, 0, sizeof lazy);
+	th_socket_pair(pair);
+	co_spawn(read_with_a_deadline_then_without, NULL);
+	co_spawn(write_now_and_later, NULL);
+	start_guard(500);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a byte with a deadline 20 ms away, then read again "
+			"without a deadline; the second byte came 60 ms later");
+	if (lazy.first != 1 || lazy.second != 1 || memcmp(lazy.got, "ab", 2) != 0)
+		th_fail("a read with a deadline 20 ms away got its byte at once (returned %zd); the "
+			"next read, without a deadline, returned %zd (%s) instead of the byte sent 60 ms "
+			"later: the first read's timer, left in the heap, woke a wait that had no "
+			"deadline. When a timer fires, wake its coroutine only if it is parked with a "
+			"deadline that has come (co->deadline)", lazy.first, lazy.second,
+			lazy.second < 0 ? strerror(lazy.err) : "no error");
+}
+
+static void read_with_a_deadline_and_end(void *arg)
+{
+	(void)arg;
+	char c;
+	lazy.first = green_read_until(pair[0], &c, 1, co_deadline_after(th_ms(20)));
+}
+
+static void sleep_past_that_deadline(void *arg)
+{
+	(void)arg;
+	co_sleep(th_ms(50));
+	th_note("woke ");
+	stop_guard();
+}
+
+/* Run after a reader parked: on epoll, a read that finds its byte there
+ * already returns without waiting, and its timer is never armed. */
+static void write_a_byte(void *arg)
+{
+	(void)arg;
+	if (write(pair[1], "x", 1) != 1)
+		th_note("write failed ");
+}
+
+static void scenario_ended_with_its_timer_armed(enum hub_kind kind)
+{
+	th_trace_start();
+	open_hub(kind);
+	memset(&lazy, 0, sizeof lazy);
+	th_socket_pair(pair);
+	co_spawn(read_with_a_deadline_and_end, NULL);
+	co_spawn(write_a_byte, NULL);
+	co_spawn(sleep_past_that_deadline, NULL);
+	start_guard(500);
+	run_all();
+	close_pair();
+	th_expect_trace("woke ", "a coroutine read a byte with a deadline 20 ms away and ended; "
+			"another slept 50 ms, past that deadline (a crash here: the timer of the "
+			"ended coroutine, on its unmapped stack, was still in the heap; "
+			"hub_forget_co() must take it out)");
+	if (lazy.first != 1)
+		th_fail("a read of a socket that held a byte returned %zd; expected 1", lazy.first);
+}
+
+static void read_with_a_far_deadline_then_wait_for_nothing(void *arg)
+{
+	(void)arg;
+	char c;
+	if (green_read_until(pair[0], &c, 1, co_deadline_after(th_ms(5000))) == 1)
+		th_note("read ");
+	co_event_wait(&never, -1);
+}
+
+static void scenario_all_asleep_with_a_timer_left(enum hub_kind kind)
+{
+	th_trace_start();
+	open_hub(kind);
+	co_event_init(&never);
+	th_socket_pair(pair);
+	co_spawn(read_with_a_far_deadline_then_wait_for_nothing, NULL);
+	co_spawn(write_a_byte, NULL);
+	char report[2048];
+	int result = run_capturing(report, sizeof report);
+	close_pair();
+	th_expect_trace("read ", "a coroutine read a byte with a deadline 5 s away, then waited "
+			"on an event nobody sets");
+	if (result != -1 || strstr(report, "all coroutines are asleep") == NULL)
+		th_fail("a coroutine read a byte (its deadline 5 s away), then waited on an event "
+			"nobody sets: co_run() returned %d and printed \"%s\"; expected -1 and \"all "
+			"coroutines are asleep\". The read's timer, left in the heap, is no reason to "
+			"wait: count the waits with a deadline, not the timers", result, report);
+}
+
+static void far_then_near_deadline(void *arg)
+{
+	(void)arg;
+	lazy.first = green_read_until(pair[0], &lazy.got[0], 1, co_deadline_after(th_ms(5000)));
+	lazy.second = green_read_until(pair[0], &lazy.got[1], 1, co_deadline_after(th_ms(20)));
+	lazy.err = errno;
+	stop_guard();
+}
+
+static void scenario_nearer_deadline(enum hub_kind kind)
+{
+	th_trace_start();
+	open_hub(kind);
+	memset(&lazy, 0, sizeof lazy);
+	th_socket_pair(pair);
+	co_spawn(far_then_near_deadline, NULL);
+	co_spawn(write_a_byte, NULL);
+	start_guard(500);
+	run_all();
+	close_pair();
+	th_expect_trace("", "a coroutine read a byte with a deadline 5 s away, then read a silent "
+			"socket with a deadline 20 ms away");
+	if (lazy.first != 1 || lazy.second != -1 || lazy.err != ETIMEDOUT)
+		th_fail("a read with a deadline 5 s away got its byte (returned %zd); the next read, "
+			"of a silent socket with a deadline 20 ms away, returned %zd (%s); expected -1 "
+			"with ETIMEDOUT. A timer left armed for a later time than the new deadline "
+			"must be armed again, earlier", lazy.first, lazy.second,
+			lazy.second < 0 ? strerror(lazy.err) : "no error");
+}
+
+START_TEST(a_timer_left_from_a_finished_wait_never_wakes_a_later_one)
+{
+	th_about("", "a wait that ends before its deadline leaves its timer in the heap; when it "
+		 "fires, it must wake nobody whose wait has no deadline");
+	scenario_timer_left_armed(HUB_URING);
+}
+END_TEST
+
+START_TEST(a_coroutine_that_ends_with_its_timer_armed_leaves_no_timer_behind)
+{
+	th_about("", "a coroutine's timer lives in its struct co, on its stack's mapping: when "
+		 "it ends, its timer must leave the heap, armed or not");
+	scenario_ended_with_its_timer_armed(HUB_URING);
+}
+END_TEST
+
+START_TEST(all_asleep_is_reported_while_a_finished_wait_leaves_its_timer_armed)
+{
+	th_about("", "a timer left from a finished wait wakes nobody: it must not keep the hub "
+		 "sleeping when every coroutine waits for something that cannot come");
+	scenario_all_asleep_with_a_timer_left(HUB_URING);
+}
+END_TEST
+
+START_TEST(a_nearer_deadline_after_a_farther_one_is_kept)
+{
+	th_about("", "a timer left armed by a finished wait may be due later than the next "
+		 "wait's deadline: that wait must still end at its own deadline");
+	scenario_nearer_deadline(HUB_URING);
+}
+END_TEST
+
+START_TEST(on_epoll_a_nearer_deadline_after_a_farther_one_is_kept)
+{
+	th_about("", "the epoll backend shares hub.c's timers: the same rule");
+	scenario_nearer_deadline(HUB_EPOLL);
+}
+END_TEST
+
+START_TEST(on_epoll_a_timer_left_from_a_finished_wait_never_wakes_a_later_one)
+{
+	th_about("", "the epoll backend shares hub.c's timers: the same rule");
+	scenario_timer_left_armed(HUB_EPOLL);
+}
+END_TEST
+
+START_TEST(on_epoll_a_coroutine_that_ends_with_its_timer_armed_leaves_no_timer_behind)
+{
+	th_about("", "the epoll backend shares hub.c's timers: the same rule");
+	scenario_ended_with_its_timer_armed(HUB_EPOLL);
+}
+END_TEST
+
+START_TEST(on_epoll_all_asleep_is_reported_while_a_finished_wait_leaves_its_timer_armed)
+{
+	th_about("", "the epoll backend shares hub.c's timers: the same rule");
+	scenario_all_asleep_with_a_timer_left(HUB_EPOLL);
+}
+END_TEST
+
 /* ---- The same calls on the epoll backend -------------------------------- */
 
 START_TEST(on_epoll_a_read_past_its_deadline_fails_with_etimedout)
@@ -660,12 +877,22 @@ int main(void)
 		th_test(tc, a_read_past_its_deadline_leaves_its_buffer_alone);
 		th_test(tc, a_cancelled_read_leaves_its_buffer_alone);
 		th_test(tc, a_timed_out_reader_can_end_and_its_stack_go_away);
+		tc = th_tcase(s, "timers_left_armed", "");
+		th_tcase_deadline(tc, 1);
+		th_test(tc, a_timer_left_from_a_finished_wait_never_wakes_a_later_one);
+		th_test(tc, a_coroutine_that_ends_with_its_timer_armed_leaves_no_timer_behind);
+		th_test(tc, all_asleep_is_reported_while_a_finished_wait_leaves_its_timer_armed);
+		th_test(tc, a_nearer_deadline_after_a_farther_one_is_kept);
 	} else {
-		fprintf(stderr, "test_uring: SKIPPED the 11 io_uring tests: %s\n", why);
+		fprintf(stderr, "test_uring: SKIPPED the 15 io_uring tests: %s\n", why);
 	}
 	TCase *tc = th_tcase(s, "epoll", "");
 	th_tcase_deadline(tc, 1);
 	th_test(tc, on_epoll_a_read_past_its_deadline_fails_with_etimedout);
 	th_test(tc, on_epoll_closing_an_fd_wakes_its_reader_with_ebadf);
+	th_test(tc, on_epoll_a_timer_left_from_a_finished_wait_never_wakes_a_later_one);
+	th_test(tc, on_epoll_a_coroutine_that_ends_with_its_timer_armed_leaves_no_timer_behind);
+	th_test(tc, on_epoll_all_asleep_is_reported_while_a_finished_wait_leaves_its_timer_armed);
+	th_test(tc, on_epoll_a_nearer_deadline_after_a_farther_one_is_kept);
 	return th_run(s);
 }

@@ -144,7 +144,7 @@ progress: deps
 
 # The measuring instruments: the load generator and the reference peers.
 TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror $(CFLAGS)
-TOOLS := build/tools/loadgen build/tools/epoll_echo build/tools/client
+TOOLS := build/tools/loadgen build/tools/epoll_echo build/tools/uring_echo build/tools/client
 ifneq ($(shell command -v go 2>/dev/null),)
 TOOLS += build/tools/go_echo
 endif
@@ -162,6 +162,10 @@ build/tools/epoll_echo: tools/peers/epoll_echo.c $(wildcard common/*.c common/*.
 	@mkdir -p $(@D)
 	$(CC) $(TOOLS_CFLAGS) -Icommon $(filter %.c,$^) -o $@
 
+build/tools/uring_echo: tools/peers/uring_echo.c $(wildcard common/*.c common/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(TOOLS_CFLAGS) -Icommon $(filter %.c,$^) -o $@ $(shell pkg-config --libs liburing)
+
 # Go caches builds under $HOME by default; keep it inside build/.
 build/tools/go_echo: tools/peers/go_echo.go
 	@mkdir -p $(@D)
@@ -173,7 +177,7 @@ N ?= 1 100 1000 10000
 SECONDS ?= 3
 SIZE ?= 64
 REPORT ?= $(if $(HANDOUT),build/benchmarks.md,docs/benchmarks.md)
-PEERS ?= callback gevent go
+PEERS ?= callback uring gevent go
 compare: deps
 	@$(MAKE) --no-print-directory build IMPL=$(IMPL)
 	@$(MAKE) --no-print-directory tools

@@ -64,9 +64,14 @@ static _Noreturn void usage(const struct cli_number *extra, size_t n_extra)
 		"  -H HOST  address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
 		"  -p PORT  port to listen on (default 8000; 0 picks a free one)\n"
 		"  -v       log connects and disconnects to stderr\n");
-	for (size_t i = 0; i < n_extra; i++)
-		fprintf(stderr, "  -%c %-5s %s (default %ld)\n", extra[i].flag,
-			extra[i].name, extra[i].help, *extra[i].value);
+	for (size_t i = 0; i < n_extra; i++) {
+		if (extra[i].choices != NULL)
+			fprintf(stderr, "  -%c %-5s %s (default %s)\n", extra[i].flag,
+				extra[i].name, extra[i].help, extra[i].choices[*extra[i].value]);
+		else
+			fprintf(stderr, "  -%c %-5s %s (default %ld)\n", extra[i].flag,
+				extra[i].name, extra[i].help, *extra[i].value);
+	}
 	exit(2);
 }
 
@@ -80,6 +85,18 @@ static bool parse_number(const char *text, long min, long max, long *out)
 		return false;
 	*out = value;
 	return true;
+}
+
+/* The index of text among choices (NULL-terminated), or false. */
+static bool parse_choice(const char *text, const char *const *choices, long *out)
+{
+	for (long i = 0; choices[i] != NULL; i++) {
+		if (strcmp(text, choices[i]) == 0) {
+			*out = i;
+			return true;
+		}
+	}
+	return false;
 }
 
 static const struct cli_number *find_extra(int flag, const struct cli_number *extra, size_t n_extra)
@@ -120,6 +137,9 @@ void cli_parse(int argc, char **argv, const struct cli_number *extra,
 			snprintf(opts->port, sizeof opts->port, "%ld", port);
 		} else if (flag == 'v') {
 			opts->verbose = true;
+		} else if (number != NULL && number->choices != NULL) {
+			if (!parse_choice(optarg, number->choices, number->value))
+				usage(extra, n_extra);
 		} else if (number != NULL) {
 			if (!parse_number(optarg, number->min, number->max, number->value))
 				usage(extra, n_extra);

@@ -7,13 +7,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A chapter's own numeric flag, such as chapter 02's "-m MAX". */
+/* A chapter's own flag with a value: a number, such as chapter 02's
+ * "-m MAX", or one of a few words, such as chapter 09's "-b HUB" (then
+ * choices lists them, NULL-terminated, and the value is the index of the
+ * word given; min and max are not used). */
 struct cli_number {
 	char flag;              /* the option letter */
 	const char *name;       /* its argument in the usage line: "MAX" */
 	const char *help;       /* one line for the usage text */
 	long min, max;          /* accepted range, inclusive */
 	long *value;            /* holds the default on entry, the value on return */
+	const char *const *choices; /* the words accepted, or NULL for a number */
 };
 
 struct cli_options {

@@ -5,7 +5,7 @@
 # generator to CPU 1, so neither steals the other's core.
 #
 #   compare.sh [-c "01-blocking ..."] [-n "1 100 1000 10000"] [-d SECONDS]
-#              [-s SIZE] [-o REPORT.md] [-p "callback gevent go"]
+#              [-s SIZE] [-o REPORT.md] [-p "callback uring gevent go"]
 #              [-t solutions|chapters]   whose servers: the reference ones,
 #                                        or the students' (built already)
 set -euo pipefail
@@ -15,7 +15,7 @@ conns="1 100 1000 10000"
 seconds=3
 size=64
 report=docs/benchmarks.md
-peers="callback gevent go"
+peers="callback uring gevent go"
 tree=solutions
 while getopts "c:n:d:s:o:p:t:" flag; do
 	case $flag in
@@ -60,6 +60,9 @@ done
 wants() { [[ " $peers " == *" $1 "* ]]; }
 if wants callback; then
 	impls+=("epoll callback (C)|build/tools/epoll_echo")
+fi
+if wants uring; then
+	impls+=("io_uring callback (C)|build/tools/uring_echo")
 fi
 if ! wants gevent; then
 	:
@@ -182,7 +185,8 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo "*server/loadgen bytes* checks the load generator against the server's own count: what the"
 	echo "server wrote (/proc/PID/io) over what the load generator verified, the opening included; a"
 	echo "little above 1 for the rounds still in flight when the run ended, and n/a where the server"
-	echo "writes with send(2), which that count leaves out (gevent)."
+	echo "writes with send(2) or through io_uring, which that count leaves out (gevent, chapter 09,"
+	echo "the io_uring callback server)."
 	echo
 	echo "Reading it: chapter 01 serves one connection at a time, so at N > 1 one connection is served"
 	echo "and the others wait (at 10000, past the listen backlog, their connects time out). Chapter 02's"

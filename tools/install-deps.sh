@@ -3,14 +3,16 @@
 # only what is missing, saying each command before it runs it.
 #
 #   install-deps.sh          what `make check` needs: a C compiler, make,
-#                            pkg-config, Check and Valgrind
-#   install-deps.sh build    what `make run` needs: a C compiler and make
+#                            pkg-config, Check, Valgrind and liburing
+#   install-deps.sh build    what `make run` needs: a C compiler, make,
+#                            pkg-config and liburing (chapter 09's io_uring)
 #   install-deps.sh extras   the optional extras as well: clang, netcat,
 #                            python3-gevent, python3-yaml (make
 #                            check-grading), gnuplot, golang
 #   install-deps.sh cross    what `make check ARCH=aarch64` needs on another
 #                            CPU: the AArch64 cross compiler and C library,
-#                            qemu-user, and Check for arm64 (Debian multiarch)
+#                            qemu-user, and Check and liburing for arm64
+#                            (Debian multiarch)
 set -eu
 
 what=${1:-test}
@@ -32,11 +34,15 @@ esac
 need "$compiler" command -v "${CC:-cc}"
 need make command -v make
 case $what in
-build) ;;
+build)
+	need pkg-config command -v pkg-config
+	need liburing-dev pkg-config --exists liburing
+	;;
 test | extras)
 	need pkg-config command -v pkg-config
 	need check pkg-config --exists check
 	need valgrind command -v valgrind
+	need liburing-dev pkg-config --exists liburing
 	;;
 cross)
 	need pkg-config command -v pkg-config
@@ -49,8 +55,10 @@ cross)
 	# arm64 C library that qemu-aarch64 runs the tests with.
 	need check:arm64 env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig \
 		pkg-config --exists check
+	need liburing-dev:arm64 env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig \
+		pkg-config --exists liburing
 	case " $missing " in
-	*" check:arm64 "*)
+	*" check:arm64 "* | *" liburing-dev:arm64 "*)
 		dpkg --print-foreign-architectures | grep -qx arm64 || foreign=arm64
 		;;
 	esac

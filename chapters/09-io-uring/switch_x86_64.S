@@ -39,8 +39,9 @@ co_switch:
 	popq	%rbp
 	/* Continue where that stack called co_switch (or at co_trampoline).
 	 * pop + jmp instead of ret: a ret to another stack than the call came
-	 * from always misses the CPU's return-address predictor, an indirect
-	 * jump is predicted like any other (make bench-switch shows both). */
+	 * from misses the CPU's return-address predictor, an indirect jump is
+	 * predicted from its own history. Which is faster depends on the calls
+	 * around the switch: make bench-switch measures both. */
 	popq	%rcx
 	jmpq	*%rcx
 	.size	co_switch, .-co_switch

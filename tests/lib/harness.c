@@ -38,12 +38,14 @@ enum {
 	 * at its servers), well within REPORT_MARGIN_S. */
 	REPORT_S = 5,
 	/* After a hang, the rest of the chapter's deadlines are cut to an
-	 * eighth (no less than half a second), and a conversation ends after
-	 * an eighth of its time (no less than 250 ms) without a byte moving. */
+	 * eighth (no less than half a second), and waits that cannot tell slow
+	 * from stuck (a connect, an exit, a conversation where no byte moves)
+	 * to a sixteenth (no less than 150 ms): correct code never gets here,
+	 * and a broken chapter's run stays short. */
 	AFTERMATH_CUT = 8,
 	AFTERMATH_DEADLINE_MS = 500,
-	AFTERMATH_STALL_CUT = 8,
-	AFTERMATH_STALL_MS = 250,
+	AFTERMATH_STALL_CUT = 16,
+	AFTERMATH_STALL_MS = 150,
 	MAX_TESTS = 256,
 };
 
@@ -135,7 +137,7 @@ void th_sleep_ms(int ms)
  * The chapter's makefile names a file (TH_HANG_FILE) and removes it before
  * the run; the first hang creates it, and later tests give up sooner: at an
  * eighth of their deadline, and in a conversation where nothing moves for
- * an eighth of its time (their messages say so). A conversation that flows,
+ * a sixteenth of its time (their messages say so). A conversation that flows,
  * however slowly, goes on as usual; a test that takes its time by design
  * has a deadline of eight times that time at least. */
 bool harness_aftermath;

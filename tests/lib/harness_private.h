@@ -47,13 +47,13 @@ int harness_ms_until(long long deadline);
 /* Wait until fd has one of events (POLLIN, POLLOUT), through signals, or
  * until deadline: false then. */
 bool harness_ready_by(int fd, short events, long long deadline);
-/* A wait of ms milliseconds, stretched by TH_TIME_SCALE, and cut to an
- * eighth (but no less than 250 ms) once a test of this run has hung: for
+/* A wait of ms milliseconds, stretched by TH_TIME_SCALE, and cut to a
+ * sixteenth (but no less than 150 ms) once a test of this run has hung: for
  * waits that cannot tell slow from stuck (a connect, an exit). */
 int harness_cut_ms(int ms);
 /* How long a conversation that may take timeout_ms may go without a byte
  * moving before it is given up: 0 (no limit but its deadline), or, once a
- * test of this run has hung, a quarter of it. */
+ * test of this run has hung, a sixteenth of it (150 ms at least). */
 int harness_stall_ms(int timeout_ms);
 /* Record that this chapter's run has seen a hang (see harness.c); once it
  * has, waits are cut short and a hang is described briefly. */

@@ -708,8 +708,9 @@ void th_stop(struct th_server *s)
 	 * the failure then says the server did not exit. */
 	int wait_ms = harness_cut_ms(STOP_TIMEOUT_MS);
 	int left = harness_ms_left() - th_ms(STOP_REPORT_MS);
+	int least = wait_ms < th_ms(STOP_MIN_MS) ? wait_ms : th_ms(STOP_MIN_MS);
 	if (left < wait_ms)
-		wait_ms = left > th_ms(STOP_MIN_MS) ? left : th_ms(STOP_MIN_MS);
+		wait_ms = left > least ? left : least;
 	long long deadline = harness_now_ms() + wait_ms;
 	pid_t done;
 	while ((done = waitpid(pid, &status, WNOHANG)) == 0 && harness_now_ms() < deadline)

@@ -1,12 +1,13 @@
 #!/bin/sh
 # `make progress`: runs each chapter's tests against the code in chapters/
 # (the student's) and prints how far along each chapter is. The chapters are
-# built first, then tested two at a time (JOBS), so that the whole takes
-# about half a minute on two cores even when every chapter is a starter.
+# built first, then tested three at a time (JOBS): their tests mostly wait
+# (for a hang's deadline, say), so that the whole takes about half a minute
+# on two cores even when every chapter is a starter.
 #   progress.sh CHAPTER...
 set -u
 
-jobs=${JOBS:-2}
+jobs=${JOBS:-3}
 mkdir -p build/chapters
 for ch in "$@"; do
 	make --no-print-directory -j"$jobs" -f mk/chapter.mk SRC="chapters/$ch" CHAPTER="$ch" \

@@ -525,11 +525,41 @@ static int ask_where(const struct th_server *s)
 
 /* Add the last lines of what the server wrote from `from` on, or say that it
  * wrote nothing. */
+/* The server's stderr from `from` on, as text_add_indented() shows it: its
+ * last max_lines lines, or with max_lines < 0 its first ones (a long
+ * coroutine dump is read from its start: its heading comes first). */
 static void add_stderr(struct text *t, const struct th_server *s, off_t from, int max_lines)
 {
 	char out[1600];
-	read_stderr(s, from, out, sizeof out);
-	text_add_indented(t, out, max_lines);
+	if (max_lines >= 0) {
+		read_stderr(s, from, out, sizeof out);
+		text_add_indented(t, out, max_lines);
+		return;
+	}
+	out[0] = '\0';
+	ssize_t got = 0;
+	int fd = open(s->stderr_path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		got = pread(fd, out, sizeof out - 1, from);
+		out[got > 0 ? got : 0] = '\0';
+		close(fd);
+	}
+	if (got < (ssize_t)sizeof out - 1) {
+		text_add_indented(t, out, max_lines);
+		return;
+	}
+	/* More than was read: whole lines only, as many as asked, and no count
+	 * of the lines left out, which only the server's stderr file knows. */
+	char *end = out;
+	for (int line = 0; line < -max_lines; line++) {
+		char *next = strchr(end, '\n');
+		if (next == NULL)
+			break;
+		end = next + 1;
+	}
+	*end = '\0';
+	text_add_indented(t, out, 0);
+	text_add(t, "\n    (the rest left out)");
 }
 
 /* Has the server written anything but the short-I/O shim's greeting? */

@@ -381,18 +381,29 @@ long th_server_rss_kib(const struct th_server *s)
 
 /* The server's stderr from byte `from` on, at most size - 1 bytes of it (the
  * last ones). */
-static void read_stderr(const struct th_server *s, off_t from, char *out, size_t size)
+/* The server's stderr from `from` on, into out: its end if it does not
+ * fit, or with `head` its start. Returns whether it did not fit. */
+static bool read_stderr_part(const struct th_server *s, off_t from, char *out, size_t size, bool head)
 {
 	out[0] = '\0';
 	int fd = open(s->stderr_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return;
+		return false;
 	off_t end = lseek(fd, 0, SEEK_END);
-	if (end - from > (off_t)size - 1)
+	bool cut = end - from > (off_t)size - 1;
+	if (cut && head)
+		end = from + (off_t)size - 1;
+	else if (cut)
 		from = end - (off_t)size + 1;
 	ssize_t got = end > from ? pread(fd, out, (size_t)(end - from), from) : 0;
 	out[got > 0 ? got : 0] = '\0';
 	close(fd);
+	return cut;
+}
+
+static void read_stderr(const struct th_server *s, off_t from, char *out, size_t size)
+{
+	read_stderr_part(s, from, out, size, false);
 }
 
 static off_t stderr_size(const struct th_server *s)
@@ -531,20 +542,7 @@ static int ask_where(const struct th_server *s)
 static void add_stderr(struct text *t, const struct th_server *s, off_t from, int max_lines)
 {
 	char out[1600];
-	if (max_lines >= 0) {
-		read_stderr(s, from, out, sizeof out);
-		text_add_indented(t, out, max_lines);
-		return;
-	}
-	out[0] = '\0';
-	ssize_t got = 0;
-	int fd = open(s->stderr_path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		got = pread(fd, out, sizeof out - 1, from);
-		out[got > 0 ? got : 0] = '\0';
-		close(fd);
-	}
-	if (got < (ssize_t)sizeof out - 1) {
+	if (!read_stderr_part(s, from, out, sizeof out, max_lines < 0) || max_lines >= 0) {
 		text_add_indented(t, out, max_lines);
 		return;
 	}

@@ -172,17 +172,19 @@ build/tools/go_echo: tools/peers/go_echo.go
 	GOCACHE=$(abspath build/go-cache) GOTOOLCHAIN=local GOFLAGS= go build -o $@ $<
 
 # N, SECONDS and SIZE choose the load; CH the chapters (default: all);
-# PEERS the reference servers (default: those installed of the three).
+# PEERS the reference servers (default: those installed of the four); RUNS
+# how many runs of each, taking turns, the table showing medians.
 N ?= 1 100 1000 10000
 SECONDS ?= 3
 SIZE ?= 64
 REPORT ?= $(if $(HANDOUT),build/benchmarks.md,docs/benchmarks.md)
 PEERS ?= callback uring gevent go
+RUNS ?= 1
 compare: deps
 	@$(MAKE) --no-print-directory build IMPL=$(IMPL)
 	@$(MAKE) --no-print-directory tools
 	@tools/compare.sh -c "$(SELECTED)" -n "$(N)" -d $(SECONDS) -s $(SIZE) -o $(REPORT) \
-		-p "$(PEERS)" -t $(IMPL)
+		-p "$(PEERS)" -t $(IMPL) -r $(RUNS)
 
 # Chapter 04's demonstrations: the pitfalls of a hand-written switch, shown
 # on purpose, and the cost of one switch, measured several ways. Both are
@@ -219,7 +221,7 @@ endif
 	@echo "make sanitize         the tests, built with AddressSanitizer and UBSan"
 	@echo "make run              run the most advanced chapter's server on $(HOST):$(PORT) (CH=, PORT=, HOST=)"
 	@echo "make progress         which chapters of your code pass their tests"
-	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=, PEERS=)"
+	@echo "make compare          measure every chapter's server and the peers (N=, SECONDS=, SIZE=, CH=, PEERS=, RUNS=)"
 	@echo "make tools            build the load generator (build/tools/loadgen) and the peer servers"
 	@echo "make pitfalls         chapter 04's pitfalls of a hand-written switch, each shown on purpose (IMPL=chapters: on yours)"
 	@echo "make bench-switch     the cost of one context switch: setjmp, assembly, ucontext, threads (IMPL=chapters: yours)"

@@ -8,6 +8,8 @@
 #              [-s SIZE] [-o REPORT.md] [-p "callback uring gevent go"]
 #              [-t solutions|chapters]   whose servers: the reference ones,
 #                                        or the students' (built already)
+#              [-r RUNS]                 runs of each, taking turns; the
+#                                        table shows each figure's median
 set -euo pipefail
 
 chapters=""
@@ -17,7 +19,8 @@ size=64
 report=docs/benchmarks.md
 peers="callback uring gevent go"
 tree=solutions
-while getopts "c:n:d:s:o:p:t:" flag; do
+runs=1
+while getopts "c:n:d:s:o:p:t:r:" flag; do
 	case $flag in
 	c) chapters=$OPTARG ;;
 	n) conns=$OPTARG ;;
@@ -26,8 +29,9 @@ while getopts "c:n:d:s:o:p:t:" flag; do
 	o) report=$OPTARG ;;
 	p) peers=$OPTARG ;;
 	t) tree=$OPTARG ;;
+	r) runs=$OPTARG ;;
 	*) echo "usage: $0 [-c CHAPTERS] [-n \"N...\"] [-d SECONDS] [-s SIZE] [-o REPORT] [-p PEERS]" \
-		"[-t solutions|chapters]" >&2
+		"[-t solutions|chapters] [-r RUNS]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -39,6 +43,8 @@ work=build/compare/$(basename "$report" .md)
 mkdir -p "$work"
 results=$work/results.tsv
 : >"$results"
+# One row per implementation and N: each figure the median of its runs.
+medians=$work/medians.tsv
 
 # The implementations: "name|command[|cpus]" (the command gets -p 0
 # appended; cpus, where given, replaces the server's CPU). A chapter whose
@@ -122,13 +128,16 @@ status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 # send(2) is not counted there: gevent's server shows none.
 written() { awk '$1 == "wchar:" { print $2 }' "/proc/$1/io"; }
 
+# With several runs, the implementations take turns (run 1 of each, then
+# run 2...), so that a slow spell of the machine does not fall on one alone.
+for run in $(seq "$runs"); do
 for impl in "${impls[@]}"; do
 	IFS='|' read -r name command cpus <<<"$impl"
 	for n in $conns; do
 		start_server "$command" "$cpus" || continue
 		base_kib=$(status_kib "$server_pid" VmRSS)
 		wrote_before=$(written "$server_pid")
-		echo "compare: $name, $n connections, ${seconds}s" >&2
+		echo "compare: $name, $n connections, ${seconds}s (run $run of $runs)" >&2
 		summary=$(taskset -c "$load_cpu" "$loadgen" -p "$port" -n "$n" -d "$seconds" -s "$size" -q \
 			-P "$server_pid" \
 			2>"$work/loadgen.err" | grep '^RESULT ' || true)
@@ -144,8 +153,60 @@ for impl in "${impls[@]}"; do
 			"$((wrote_after - wrote_before))" >>"$results"
 	done
 done
+done
 
-# The table, from the results: one row per implementation and N.
+# The medians: the rows of results.tsv, one per implementation and N in
+# the order first measured, each number the median of that column over the
+# runs (the load generator's RESULT fields one by one, and the server CPU per
+# round trip of each run as cpu_us).
+awk -F'\t' '
+function median(k, field,    m, i, j, t, a) {
+	m = count[k]
+	for (i = 1; i <= m; i++)
+		a[i] = value[k, field, i] + 0
+	for (i = 2; i <= m; i++) {
+		t = a[i]
+		for (j = i - 1; j >= 1 && a[j] > t; j--)
+			a[j + 1] = a[j]
+		a[j + 1] = t
+	}
+	return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+}
+{
+	key = $1 SUBSEP $2
+	if (!(key in index_of)) {
+		index_of[key] = ++keys
+		label[keys] = $1 "\t" $2
+	}
+	k = index_of[key]
+	c = ++count[k]
+	n = split($3, kv, " ")
+	for (i = 2; i <= n; i++) {
+		split(kv[i], p, "=")
+		if (!((k, p[1]) in known)) {
+			known[k, p[1]] = 1
+			fields[k] = fields[k] " " p[1]
+		}
+		value[k, p[1], c] = p[2]
+		f[p[1]] = p[2]
+	}
+	value[k, "cpu_us", c] = f["rounds"] > 0 ? f["server_cpu_s"] * 1e6 / f["rounds"] : 0
+	value[k, "#base", c] = $4
+	value[k, "#hwm", c] = $5
+	value[k, "#wrote", c] = $6
+}
+END {
+	for (k = 1; k <= keys; k++) {
+		line = "RESULT"
+		n = split(fields[k] " cpu_us", names, " ")
+		for (i = 1; i <= n; i++)
+			line = line " " names[i] "=" median(k, names[i])
+		printf "%s\t%s\t%s\t%s\t%s\n", label[k], line, median(k, "#base"),
+			median(k, "#hwm"), median(k, "#wrote")
+	}
+}' "$results" >"$medians"
+
+# The table, from the medians: one row per implementation and N.
 table() {
 	echo "| implementation | N | round trips/s | p50 µs | p99 µs | served | errors | peak RSS | KiB/conn | server CPU µs/round trip | server/loadgen bytes |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -157,12 +218,12 @@ table() {
 		per_conn = $2 > 0 ? ($5 - $4) / $2 : 0
 		echoed = f["all_rounds"] * size
 		check = (echoed > 0 && $6 > echoed / 2) ? sprintf("%.3f", $6 / echoed) : "n/a"
-		cpu = f["rounds"] > 0 ? sprintf("%.2f", f["server_cpu_s"] * 1e6 / f["rounds"]) : "n/a"
+		cpu = f["rounds"] > 0 ? sprintf("%.2f", f["cpu_us"]) : "n/a"
 		printf "| %s | %d | %.0f | %.0f | %.0f | %d of %d | %d | %.1f MiB | %.1f | %s | %s |\n",
 			$1, $2, f["rps"], f["p50_us"], f["p99_us"], f["served"], $2,
 			f["errors"] + f["wrong_bytes"] + f["connect_failures"], $5 / 1024, per_conn,
 			cpu, check
-	}' "$results"
+	}' "$medians"
 }
 
 machine="$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)),"
@@ -172,8 +233,13 @@ machine+=" $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 	echo
 	echo "Every chapter's echo server and the reference peers under the same load, measured by"
 	echo "\`make compare\` on $(date -u +%Y-%m-%d): $machine."
-	echo "Each row is one run of \`tools/loadgen\` for ${seconds} s with ${size}-byte messages over N"
-	echo "connections (\`$0 -n \"$conns\" -d $seconds -s $size\`); the server is pinned to CPU $server_cpu (a row"
+	if [ "$runs" -gt 1 ]; then
+		echo "Each row sums up $runs runs of \`tools/loadgen\` (the implementations taking turns), each figure"
+		echo "the median of its $runs, for ${seconds} s with ${size}-byte messages over N"
+	else
+		echo "Each row is one run of \`tools/loadgen\` for ${seconds} s with ${size}-byte messages over N"
+	fi
+	echo "connections (\`$0 -n \"$conns\" -d $seconds -s $size -r $runs\`); the server is pinned to CPU $server_cpu (a row"
 	echo "that names its CPUs ran on those) and"
 	echo "the load generator to CPU $load_cpu. *Served* counts connections that got at least one correct"
 	echo "reply; *errors* adds connect failures, broken connections and wrong bytes. *Peak RSS* is"
@@ -210,10 +276,10 @@ plot() {
 			n = split($3, kv, " ")
 			for (j = 2; j <= n; j++) { split(kv[j], p, "="); f[p[1]] = p[2] }
 			printf "%d\t%s\t%.2f\n", $2, f["rps"], ($2 > 0 ? ($5 - $4) / $2 : 0)
-		}' "$results" >"$work/plot.$i.dat"
+		}' "$medians" >"$work/plot.$i.dat"
 		rps+=("'$work/plot.$i.dat' using 1:2 with linespoints title '$name'")
 		mem+=("'$work/plot.$i.dat' using 1:3 with linespoints title '$name'")
-	done < <(cut -f1 "$results" | awk '!seen[$0]++')
+	done < <(cut -f1 "$medians" | awk '!seen[$0]++')
 	local IFS=,
 	gnuplot <<-GNUPLOT
 		set terminal pngcairo size 1200,500 noenhanced

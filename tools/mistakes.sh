@@ -13,7 +13,11 @@
 #   1. the patch changes only the body of that TODO's exercise (cutting the
 #      exercise out of the patched copy gives the starter unchanged);
 #   2. the chapter's make check fails, and within MISTAKE_SECONDS (30)
-#      seconds of wall time, build included;
+#      seconds of wall time, build included: the build a student's second
+#      make check does, the chapter's own code compiled again and the tests
+#      and their harness, which no exercise touches, built already (they are
+#      copied from the solution's build, dates kept, so make sees them up to
+#      date);
 #   3. its output names the TODO ("This test checks TODO ... NAME ...");
 #   4. its output contains the mistake's symptom.
 #
@@ -39,12 +43,28 @@ if [ $# -eq 0 ]; then
 	set -- $(ls tests/mistakes 2>/dev/null)
 fi
 
+# The solution's build, whose test objects each mistake's build starts from.
+# The chapter's own objects (obj/) are left out: the mistake changes them.
+solution_build() {	# solution_build CHAPTER
+	make --no-print-directory -f mk/chapter.mk SRC="solutions/$1" CHAPTER="$1" \
+		OUT="build/solutions/$1" build >/dev/null ||
+		{ echo "mistakes.sh: the solution of $1 does not build" >&2; exit 2; }
+}
+seed_build() {	# seed_build CHAPTER DIR
+	for part in flags common lib tests; do
+		[ -e "build/solutions/$1/$part" ] && cp -Rp "build/solutions/$1/$part" "$2/"
+	done
+	# The test programs get linked again, with the mistake's objects.
+	find "$2/tests" -type f ! -name '*.o' ! -name '*.d' -delete
+}
+
 passed=0 failed=0
 printf '%-46s %-14s %-7s %7s %-6s %s\n' mistake TODO caught seconds named symptom
 for arg in "$@"; do
 	ch=${arg%%/*}
 	only=${arg#"$ch"}
 	[ -d "solutions/$ch" ] || { echo "mistakes.sh: no chapter solutions/$ch" >&2; exit 2; }
+	solution_build "$ch"
 	for patch in tests/mistakes/"$ch"/${only:+${only#/}}*.patch; do
 		[ -e "$patch" ] || continue
 		name=$(basename "$patch" .patch)
@@ -73,6 +93,7 @@ for arg in "$@"; do
 			continue
 		fi
 
+		seed_build "$ch" "$dir"
 		start=$(now)
 		if make --no-print-directory -f mk/chapter.mk SRC="$dir/src" CHAPTER="$ch" \
 			OUT="$dir" check >"$dir/log" 2>&1; then

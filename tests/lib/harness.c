@@ -38,12 +38,12 @@ enum {
 	 * at its servers), well within REPORT_MARGIN_S. */
 	REPORT_S = 5,
 	/* After a hang, the rest of the chapter's deadlines are cut to an
-	 * eighth (no less than half a second), and waits that cannot tell slow
+	 * eighth (no less than 400 ms), and waits that cannot tell slow
 	 * from stuck (a connect, an exit, a conversation where no byte moves)
 	 * to a sixteenth (no less than 150 ms): correct code never gets here,
 	 * and a broken chapter's run stays short. */
 	AFTERMATH_CUT = 8,
-	AFTERMATH_DEADLINE_MS = 500,
+	AFTERMATH_DEADLINE_MS = 400,
 	AFTERMATH_STALL_CUT = 16,
 	AFTERMATH_STALL_MS = 150,
 	MAX_TESTS = 256,
@@ -405,7 +405,7 @@ static int test_thread_busy_percent(void)
 	struct timespec a, b;
 	clock_gettime(clock, &a);
 	long long start = harness_now_ms();
-	th_sleep_ms(harness_aftermath ? 100 : 200);
+	th_sleep_ms(harness_aftermath ? 50 : 200);
 	clock_gettime(clock, &b);
 	long long wall = harness_now_ms() - start;
 	long long cpu = (b.tv_sec - a.tv_sec) * 1000LL + (b.tv_nsec - a.tv_nsec) / 1000000;

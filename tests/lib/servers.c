@@ -594,7 +594,7 @@ static bool first_server_hang(void)
 static bool diagnose(struct text *t, struct th_server *s, int number)
 {
 	const struct th_promise *promise = th_promise();
-	int busy = busy_percent(s, harness_aftermath ? SAMPLE_MS / 3 : SAMPLE_MS);
+	int busy = busy_percent(s, harness_aftermath ? SAMPLE_MS / 6 : SAMPLE_MS);
 	const char *which = harness_n_servers > 1 ? (number == 0 ? " first" : " next") : "";
 	if (busy < 0)
 		return false;

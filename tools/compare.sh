@@ -40,7 +40,7 @@ loadgen=build/tools/loadgen
 # A folder per report, so that two runs (a full one, a smoke run) do not
 # write over each other's files.
 work=build/compare/$(basename "$report" .md)
-mkdir -p "$work"
+mkdir -p "$work" "$(dirname "$report")"
 results=$work/results.tsv
 : >"$results"
 # One row per implementation and N: each figure the median of its runs.

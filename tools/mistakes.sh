@@ -50,12 +50,19 @@ solution_build() {	# solution_build CHAPTER
 		OUT="build/solutions/$1" build >/dev/null ||
 		{ echo "mistakes.sh: the solution of $1 does not build" >&2; exit 2; }
 }
-seed_build() {	# seed_build CHAPTER DIR
+seed_build() {	# seed_build CHAPTER DIR PATCH
 	for part in flags common lib tests; do
 		[ -e "build/solutions/$1/$part" ] && cp -Rp "build/solutions/$1/$part" "$2/"
 	done
-	# The test programs get linked again, with the mistake's objects.
+	# The test programs get linked again, with the mistake's objects; and a
+	# test that includes a file the patch changes (chapter 04's test_switch
+	# includes co.c) is compiled again: its dependencies name the solution's
+	# copy of the file, not the patched one.
 	find "$2/tests" -type f ! -name '*.o' ! -name '*.d' -delete
+	sed -n 's|^+++ b/||p' "$3" | while read -r file; do
+		grep -lF "solutions/$1/$file" $(find "$2" -name '*.d' ! -path "$2/src/*") 2>/dev/null |
+			while read -r dep; do rm -f "$dep" "${dep%.d}.o"; done
+	done
 }
 
 passed=0 failed=0
@@ -93,7 +100,7 @@ for arg in "$@"; do
 			continue
 		fi
 
-		seed_build "$ch" "$dir"
+		seed_build "$ch" "$dir" "$patch"
 		start=$(now)
 		if make --no-print-directory -f mk/chapter.mk SRC="$dir/src" CHAPTER="$ch" \
 			OUT="$dir" check >"$dir/log" 2>&1; then

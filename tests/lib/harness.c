@@ -38,12 +38,12 @@ enum {
 	 * at its servers), well within REPORT_MARGIN_S. */
 	REPORT_S = 5,
 	/* After a hang, the rest of the chapter's deadlines are cut to an
-	 * eighth (no less than 400 ms), and waits that cannot tell slow
+	 * eighth (no less than half a second), and waits that cannot tell slow
 	 * from stuck (a connect, an exit, a conversation where no byte moves)
 	 * to a sixteenth (no less than 150 ms): correct code never gets here,
 	 * and a broken chapter's run stays short. */
 	AFTERMATH_CUT = 8,
-	AFTERMATH_DEADLINE_MS = 400,
+	AFTERMATH_DEADLINE_MS = 500,
 	AFTERMATH_STALL_CUT = 16,
 	AFTERMATH_STALL_MS = 150,
 	MAX_TESTS = 256,

@@ -50,19 +50,18 @@ solution_build() {	# solution_build CHAPTER
 		OUT="build/solutions/$1" build >/dev/null ||
 		{ echo "mistakes.sh: the solution of $1 does not build" >&2; exit 2; }
 }
-seed_build() {	# seed_build CHAPTER DIR PATCH
+seed_build() {	# seed_build CHAPTER DIR
 	for part in flags common lib tests; do
 		[ -e "build/solutions/$1/$part" ] && cp -Rp "build/solutions/$1/$part" "$2/"
 	done
-	# The test programs get linked again, with the mistake's objects; and a
-	# test that includes a file the patch changes (chapter 04's test_switch
-	# includes co.c) is compiled again: its dependencies name the solution's
-	# copy of the file, not the patched one.
+	# The test programs get linked again, with the mistake's objects. The
+	# objects' dependency files name the solution's build and sources: made
+	# to name this copy's, make compiles again whatever includes a file the
+	# patch changed (chapter 04's test_switch includes co.c), the copy of the
+	# sources keeping the solution's dates but for the patched files.
 	find "$2/tests" -type f ! -name '*.o' ! -name '*.d' -delete
-	sed -n 's|^+++ b/||p' "$3" | while read -r file; do
-		grep -lF "solutions/$1/$file" $(find "$2" -name '*.d' ! -path "$2/src/*") 2>/dev/null |
-			while read -r dep; do rm -f "$dep" "${dep%.d}.o"; done
-	done
+	find "$2" -name '*.d' ! -path "$2/src/*" -exec sed -i \
+		-e "s|build/solutions/$1/|$2/|g" -e "s|solutions/$1/|$2/src/|g" {} +
 }
 
 passed=0 failed=0
@@ -81,7 +80,7 @@ for arg in "$@"; do
 		problem=""
 		rm -rf "$dir"
 		mkdir -p "$dir"
-		cp -R "solutions/$ch" "$dir/src"
+		cp -Rp "solutions/$ch" "$dir/src"
 		if [ -z "$todo" ] || [ -z "$symptom" ] || [ -z "$(header Mistake "$patch")" ]; then
 			problem="the header needs Mistake:, TODO: and Symptom: lines"
 		elif ! "$starter" list "solutions/$ch" | grep -qx "$todo"; then
@@ -100,7 +99,7 @@ for arg in "$@"; do
 			continue
 		fi
 
-		seed_build "$ch" "$dir" "$patch"
+		seed_build "$ch" "$dir"
 		start=$(now)
 		if make --no-print-directory -f mk/chapter.mk SRC="$dir/src" CHAPTER="$ch" \
 			OUT="$dir" check >"$dir/log" 2>&1; then

@@ -379,10 +379,9 @@ long th_server_rss_kib(const struct th_server *s)
 	return kib;
 }
 
-/* The server's stderr from byte `from` on, at most size - 1 bytes of it (the
- * last ones). */
-/* The server's stderr from `from` on, into out: its end if it does not
- * fit, or with `head` its start. Returns whether it did not fit. */
+/* The server's stderr from byte `from` on, at most size - 1 bytes of it: its
+ * last ones if it does not fit, or with `head` its first. Returns whether it
+ * did not fit. */
 static bool read_stderr_part(const struct th_server *s, off_t from, char *out, size_t size, bool head)
 {
 	out[0] = '\0';
@@ -401,6 +400,7 @@ static bool read_stderr_part(const struct th_server *s, off_t from, char *out, s
 	return cut;
 }
 
+/* Its last size - 1 bytes at most. */
 static void read_stderr(const struct th_server *s, off_t from, char *out, size_t size)
 {
 	read_stderr_part(s, from, out, size, false);
@@ -542,7 +542,8 @@ static int ask_where(const struct th_server *s)
 static void add_stderr(struct text *t, const struct th_server *s, off_t from, int max_lines)
 {
 	char out[1600];
-	if (!read_stderr_part(s, from, out, sizeof out, max_lines < 0) || max_lines >= 0) {
+	bool cut = read_stderr_part(s, from, out, sizeof out, max_lines < 0);
+	if (max_lines >= 0 || !cut) {
 		text_add_indented(t, out, max_lines);
 		return;
 	}

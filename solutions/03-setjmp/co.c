@@ -127,21 +127,24 @@ void co_yield(void)
 static _Noreturn void start_on_stack(char *top, void (*entry)(void))
 {
 #if defined(__x86_64__)
-	/* top is 16-byte aligned; call pushes the 8-byte return address, so
+	/* top is 16-byte aligned; we push an 8-byte return address of 0, so
 	 * entry starts with rsp + 8 a multiple of 16, as the System V x86-64 ABI
-	 * (section 3.2.2) requires. rbp = 0 ends the frame chain for debuggers. */
+	 * (section 3.2.2) requires. A return address of 0 and rbp = 0 end the
+	 * chain of frames: debuggers and backtrace() stop there instead of
+	 * reading past the top of the stack. */
 	__asm__ volatile("mov %0, %%rsp\n\t"
 			 "xor %%ebp, %%ebp\n\t"
-			 "call *%1\n\t"
-			 "ud2"
+			 "push $0\n\t"
+			 "jmp *%1"
 			 : : "r"(top), "r"(entry) : "memory");
 #elif defined(__aarch64__)
-	/* AAPCS64: sp is always 16-byte aligned; blr puts the return address
-	 * in the link register, not on the stack. */
+	/* AAPCS64: sp is always 16-byte aligned, and the return address goes
+	 * in the link register (x30), not on the stack. x29 = x30 = 0 end the
+	 * chain of frames, as on x86-64. */
 	__asm__ volatile("mov sp, %0\n\t"
 			 "mov x29, xzr\n\t"
-			 "blr %1\n\t"
-			 "brk #0"
+			 "mov x30, xzr\n\t"
+			 "br %1"
 			 : : "r"(top), "r"(entry) : "memory");
 #else
 #error "start_on_stack() needs a few lines of assembly for this CPU"

@@ -3,7 +3,8 @@
  * and try again. The waiting coroutine costs nothing while it waits.
  * Chapter 07: each call takes a deadline, which the hub's wait enforces.
  * Chapter 09: on io_uring, no loop: the call itself goes to the hub, which
- * hands it to the kernel and wakes the coroutine with its result. */
+ * hands it to the kernel and wakes the coroutine with its result (an accept
+ * takes the clients already queued first, as on epoll). */
 #define _GNU_SOURCE	/* accept4() */
 
 #include "green.h"
@@ -36,8 +37,6 @@ int green_accept_until(int fd, struct sockaddr *addr, socklen_t *len, int64_t de
 {
 	if (cancelled())
 		return -1;
-	if (hub_completes())
-		return hub_uring_accept(fd, addr, len, deadline);
 	for (;;) {
 		socklen_t size = len != NULL ? *len : 0;
 		int client = accept4(fd, addr, len != NULL ? &size : NULL,
@@ -49,7 +48,17 @@ int green_accept_until(int fd, struct sockaddr *addr, socklen_t *len, int64_t de
 		}
 		if (errno == EINTR)
 			continue;
-		if (!would_block(errno) || hub_wait_fd(fd, HUB_READ, deadline) < 0)
+		if (!would_block(errno))
+			return -1;
+		/* Chapter 09: the clients already queued are taken above on
+		 * io_uring too. Clients connect in bursts, and the hub wakes
+		 * an accept's coroutine once per loop: ten thousand clients
+		 * taken one per loop overflowed the listening queue, and the
+		 * kernel dropped their SYNs (a client retries a second
+		 * later). Only an empty queue sends an accept to the ring. */
+		if (hub_completes())
+			return hub_uring_accept(fd, addr, len, deadline);
+		if (hub_wait_fd(fd, HUB_READ, deadline) < 0)
 			return -1;
 	}
 }

@@ -17,17 +17,15 @@
  * waits, uninterruptibly, for the request's own completion before it returns.
  * Closing an fd does not end its requests either (each holds the socket), so
  * hub_forget_fd() cancels them. */
-#define _GNU_SOURCE	/* POLLRDHUP, accept4() */
+#define _GNU_SOURCE	/* POLLRDHUP */
 
 #include "backend.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #include "cli.h"
 #include "sched.h"
@@ -364,33 +362,8 @@ ssize_t hub_uring_write(int fd, const void *buf, size_t len, int64_t deadline)
 	return transfer(fd, HUB_WRITE, (void *)buf, len, deadline);
 }
 
-/* A client already in a listening socket's queue, taken at once; -1 with
- * EAGAIN when there is none, or when fd is a blocking socket, whose
- * accept4() would stop the whole hub until a client came. */
-static int accept_queued(int fd, struct sockaddr *addr, socklen_t *len)
-{
-	int flags = fcntl(fd, F_GETFL);
-	if (flags < 0)
-		return -1;
-	if (!(flags & O_NONBLOCK)) {
-		errno = EAGAIN;
-		return -1;
-	}
-	return accept4(fd, len != NULL ? addr : NULL, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
-
-/* Clients connect in bursts, and the hub takes one accept's completion per
- * loop: ten thousand clients connecting at once were taken one per loop,
- * one every few hundred microseconds under load, while the listening
- * socket's queue overflowed and the kernel dropped their SYNs (each such
- * client retries a second later). So, as on epoll, the clients queued
- * already are taken at once, with accept4(); only an empty queue sends an
- * accept to the ring. */
 int hub_uring_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline)
 {
-	int queued = accept_queued(fd, addr, len);
-	if (queued >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-		return queued;
 	struct request req;
 	struct io_uring_sqe *sqe = begin(&req, fd, HUB_READ, "accept");
 	if (sqe == NULL)

@@ -391,9 +391,31 @@ void co_cancel_all(void)
 	}
 }
 
+/* Chapter 09: with ten thousand clients, what a switch reads is rarely in
+ * the CPU's caches: the struct co and the frames the coroutine returns
+ * through (half a KiB of stack in the echo server, from its saved stack
+ * pointer up) were last touched ten thousand switches ago, and the switch
+ * waits for each line in turn. The run queue says which coroutine runs
+ * next, so while one runs, the CPU fetches the next one's:
+ * __builtin_prefetch() starts loading a line without waiting for it, and
+ * never faults. The lesson (section 5) measures what it saves. */
+enum { PREFETCH_STACK_BYTES = 512, CACHE_LINE = 64 };
+
+static void prefetch_coroutine(const struct co *co)
+{
+	if (co == NULL)
+		return;
+	const char *sp = co->sp;
+	for (size_t at = 0; at < PREFETCH_STACK_BYTES; at += CACHE_LINE)
+		__builtin_prefetch(sp + at);
+	for (size_t at = 0; at < sizeof *co; at += CACHE_LINE)
+		__builtin_prefetch((const char *)co + at);
+}
+
 /* Give co the CPU until it parks, yields or ends. */
 static void run(struct co *co)
 {
+	prefetch_coroutine(sched.head);
 	sched.current = co;
 	co->state = CO_RUNNING;
 	publish_running(co);

@@ -391,9 +391,30 @@ void co_cancel_all(void)
 	}
 }
 
+/* What run() prefetches of the next coroutine's stack; a cache line. */
+enum { PREFETCH_STACK_BYTES = 512, CACHE_LINE = 64 };
+
 /* Give co the CPU until it parks, yields or ends. */
 static void run(struct co *co)
 {
+	/* Chapter 09: with ten thousand clients, what a switch reads is
+	 * rarely in the CPU's caches: the struct co and the frames the
+	 * coroutine returns through (half a KiB of stack in the echo server,
+	 * from its saved stack pointer up) were last touched ten thousand
+	 * switches ago, and the switch waits for each line in turn. The run
+	 * queue says which coroutine runs next, so while this one runs, the
+	 * CPU fetches the next one's: __builtin_prefetch() starts loading a
+	 * line without waiting for it, and never faults. (Here, not in a
+	 * function of its own: GCC takes a function that only prefetches for
+	 * one that does nothing, and drops its calls.) The lesson, section 5,
+	 * measures what it saves. */
+	const struct co *next = sched.head;
+	if (next != NULL) {
+		for (size_t at = 0; at < PREFETCH_STACK_BYTES; at += CACHE_LINE)
+			__builtin_prefetch((const char *)next->sp + at);
+		for (size_t at = 0; at < sizeof *next; at += CACHE_LINE)
+			__builtin_prefetch((const char *)next + at);
+	}
 	sched.current = co;
 	co->state = CO_RUNNING;
 	publish_running(co);

@@ -209,9 +209,22 @@ static int submit_and_park(struct request *req, struct io_uring_sqe *sqe, int64_
 	return -ENOSYS;
 }
 
+/* Each completion's request is on its coroutine's stack, one of ten thousand,
+ * and rarely in the CPU's caches: ask for all of them first, so that the
+ * CPU fetches them together rather than one after the other in reap()'s
+ * loop. (__builtin_prefetch(): see co.c.) */
+static void prefetch_requests(void)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	io_uring_for_each_cqe(&ur.ring, head, cqe)
+		__builtin_prefetch(io_uring_cqe_get_data(cqe), 1);
+}
+
 /* Wake the coroutine of every completion that came, and free their slots. */
 static void reap(void)
 {
+	prefetch_requests();
 	/* TODO complete: dispatch the completions.
 	 * For each completion ready (io_uring_for_each_cqe), find its request
 	 * (io_uring_cqe_get_data); NULL is a cancel's own completion: skip it.

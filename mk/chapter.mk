@@ -182,10 +182,16 @@ endif
 
 # Run every test binary; report the chapter as failed if any one failed.
 # A hang in one test shortens the waits of the rest (tests/lib/harness.c).
+# A chapter's build.mk may name tests to run once more against a mode of its
+# server: RERUN_TESTS, with the server's arguments RERUN_ARGS.
+RERUN_BINS = $(addprefix $(OUT)/tests/,$(RERUN_TESTS))
 define run_tests
 	@rm -f $(HANG_FILE) $(HANG_FILE).server; failed=0; for t in $(TEST_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
 		$(TEST_ENV) $(2) $(TEST_RUNNER) $$t || failed=1; \
+	done; for t in $(RERUN_BINS); do \
+		echo "== $(CHAPTER) ($(SRC)): $${t##*/}, the server with $(RERUN_ARGS)$(1)"; \
+		$(TEST_ENV) TH_SERVER_ARGS="$(RERUN_ARGS)" $(2) $(TEST_RUNNER) $$t || failed=1; \
 	done; exit $$failed
 endef
 

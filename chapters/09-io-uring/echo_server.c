@@ -69,6 +69,8 @@ static long grace_s = 3;
 /* -b: an enum hub_kind, named by the words in that order. */
 static const char *const hub_kinds[] = { "auto", "uring", "epoll", NULL };
 static long hub_kind = HUB_AUTO;
+/* -r: hub_uring_multishot(). */
+static long multishot_recv;
 
 static struct co_pool clients;
 
@@ -376,11 +378,15 @@ int main(int argc, char **argv)
 		{ .flag = 'b', .name = "HUB",
 		  .help = "the hub's kernel interface: uring, epoll, or auto (uring if allowed)",
 		  .value = &hub_kind, .choices = hub_kinds },
+		{ .flag = 'r', .name = "0|1",
+		  .help = "io_uring: read sockets with a multishot recv into the hub's buffers",
+		  .min = 0, .max = 1, .value = &multishot_recv },
 	};
 	struct cli_options opts;
 	cli_parse(argc, argv, flags, sizeof flags / sizeof flags[0], &opts);
 	verbose = opts.verbose;
 	co_pool_init(&clients, max_clients);
+	hub_uring_multishot(multishot_recv != 0);
 	if (hub_open((enum hub_kind)hub_kind) < 0)
 		cli_die("cannot open the hub on %s", hub_kind == HUB_EPOLL ? "epoll" : "io_uring");
 

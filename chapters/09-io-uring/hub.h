@@ -106,6 +106,14 @@ ssize_t hub_uring_write(int fd, const void *buf, size_t len, int64_t deadline);
 int hub_uring_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline);
 int hub_uring_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline);
 
+/* Going further: with on, the io_uring hub opened next reads each socket
+ * with one multishot recv, armed at its first read, that stays in the kernel
+ * and receives every arrival into a ring of buffers the hub provides; a read
+ * copies out of them. No buffer of the caller's is ever the kernel's: a read
+ * cut short has nothing to take back. Off by default (the chapter's
+ * one-recv-per-read is what the exercises and tests are about). */
+void hub_uring_multishot(bool on);
+
 /* For the lesson's measurements, and co_dump(): io_uring_enter calls so far,
  * the requests they submitted, and the completions reaped. All 0 on epoll. */
 struct hub_uring_stats {

@@ -26,6 +26,8 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include "cli.h"
 #include "sched.h"
@@ -45,6 +47,17 @@ enum {
 	 * 16384 clients and their acceptor. The kernel keeps any more aside
 	 * (IORING_FEAT_NODROP) until there is room, which costs it time. */
 	CQ_ENTRIES = 32768,
+	/* With hub_uring_multishot(): the buffers the kernel receives into,
+	 * shared by every socket. */
+	RING_BUFFERS = 1024,
+	RING_BUFFER_SIZE = 2048,
+	RING_GROUP = 0,
+	/* A read arms a socket's multishot recv only while at least this many
+	 * buffers are in the ring; below, it makes a recv of its own. */
+	RING_LOW = RING_BUFFERS / 4,
+	/* A socket whose data nobody reads holds at most about this many
+	 * buffers: then its multishot recv is cancelled. */
+	HELD_MAX = 4,
 };
 
 /* A request in flight: on the waiting coroutine's stack, for as long as the
@@ -64,7 +77,31 @@ struct request {
  * it turned out not to be a socket (see transfer()). */
 struct uring_fd {
 	struct request *req[2];
+	struct stream *stream;
 	bool not_socket;
+};
+
+/* With hub_uring_multishot(): a socket's multishot recv, one request that
+ * stays in the kernel and completes once for every arrival of data, each
+ * time into a buffer the kernel takes from the hub's ring. The data waits
+ * here, in those buffers, until a read copies it out. Its user_data is its
+ * address plus 1 (stream_data()), which tells its completions from a
+ * request's. On the heap, not on a stack: the recv outlives any one read,
+ * and after hub_forget_fd() it lives on, closed, until its last completion.
+ * The kernel never writes into a reader's buffer, so a read cut short has
+ * nothing to take back. */
+struct stream {
+	int fd;
+	bool armed;             /* its recv is in the kernel: more completions come */
+	bool cancelling;        /* and a cancel of it is on its way */
+	bool closed;            /* hub_forget_fd() came: free at the last completion */
+	bool at_end;            /* the peer will send nothing more */
+	int error;              /* an errno the recv ended with, for the next read */
+	int head, tail;         /* the buffers received, oldest first; -1: none */
+	unsigned offset;        /* bytes of the head buffer read already */
+	unsigned held;          /* how many buffers it holds */
+	struct co *reader;      /* parked until data comes, or NULL */
+	struct stream *prev, *next;	/* every stream, for hub_uring_close() */
 };
 
 static struct {
@@ -74,7 +111,92 @@ static struct {
 	size_t nfds;
 	size_t in_flight;       /* requests whose completion has not come */
 	struct hub_uring_stats stats;
+	/* hub_uring_multishot(): the provided buffer ring and its buffers. */
+	bool multishot;
+	struct io_uring_buf_ring *buf_ring;
+	char *buffers;
+	unsigned ring_free;     /* buffers in the ring, for the kernel to take */
+	unsigned buf_len[RING_BUFFERS];	/* bytes received into each */
+	int buf_next[RING_BUFFERS];	/* the next in its stream's queue */
+	struct stream *streams;
 } ur;
+
+static bool multishot_wanted;
+
+void hub_uring_multishot(bool on)
+{
+	multishot_wanted = on;
+}
+
+/* Valgrind follows every byte a system call writes, but it does not know
+ * what io_uring_enter does: the kernel's writes into a read's buffer happen
+ * out of its sight, and it would take the bytes for uninitialised. */
+static void kernel_wrote(const void *buf, size_t len)
+{
+#ifdef HUB_VALGRIND
+	VALGRIND_MAKE_MEM_DEFINED(buf, len);
+#else
+	(void)buf, (void)len;
+#endif
+}
+
+static char *ring_buffer(int bid)
+{
+	return ur.buffers + (size_t)bid * RING_BUFFER_SIZE;
+}
+
+/* Buffer bid goes back into the ring, for the kernel to fill again. */
+static void give_back(int bid)
+{
+	io_uring_buf_ring_add(ur.buf_ring, ring_buffer(bid), RING_BUFFER_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(RING_BUFFERS), 0);
+	io_uring_buf_ring_advance(ur.buf_ring, 1);
+	ur.ring_free++;
+}
+
+/* The ring of provided buffers (liburing 2.3 has no
+ * io_uring_setup_buf_ring(): the ring is page-aligned memory of ours,
+ * registered by hand). 0, or -1 with errno. */
+static int open_buffer_ring(void)
+{
+	size_t size = RING_BUFFERS * sizeof(struct io_uring_buf);
+	void *ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ring == MAP_FAILED)
+		return -1;
+	ur.buffers = malloc((size_t)RING_BUFFERS * RING_BUFFER_SIZE);
+	if (ur.buffers == NULL) {
+		munmap(ring, size);
+		return -1;
+	}
+	struct io_uring_buf_reg reg = {
+		.ring_addr = (uint64_t)(uintptr_t)ring,
+		.ring_entries = RING_BUFFERS,
+		.bgid = RING_GROUP,
+	};
+	int err = io_uring_register_buf_ring(&ur.ring, &reg, 0);
+	if (err < 0) {
+		munmap(ring, size);
+		free(ur.buffers);
+		ur.buffers = NULL;
+		errno = -err;
+		return -1;
+	}
+	ur.buf_ring = ring;
+	io_uring_buf_ring_init(ur.buf_ring);
+	for (int bid = 0; bid < RING_BUFFERS; bid++)
+		give_back(bid);
+	return 0;
+}
+
+static void close_buffer_ring(void)
+{
+	if (ur.buf_ring != NULL)
+		munmap(ur.buf_ring, RING_BUFFERS * sizeof(struct io_uring_buf));
+	free(ur.buffers);
+	ur.buf_ring = NULL;
+	ur.buffers = NULL;
+	ur.ring_free = 0;
+}
 
 int hub_uring_open(void)
 {
@@ -96,6 +218,14 @@ int hub_uring_open(void)
 		return -1;
 	}
 	ur.open = true;
+	ur.multishot = false;
+	if (multishot_wanted) {
+		if (open_buffer_ring() == 0)
+			ur.multishot = true;
+		else
+			cli_log("io_uring: no provided buffer ring (%s): one recv per read",
+				strerror(errno));
+	}
 	return 0;
 }
 
@@ -145,15 +275,16 @@ static struct io_uring_sqe *next_sqe(void)
 	return sqe;
 }
 
-/* Ask the kernel to cancel req (IORING_OP_ASYNC_CANCEL, which finds it by its
+/* Ask the kernel to cancel the request whose user_data is data, a struct
+ * request or a stream's (IORING_OP_ASYNC_CANCEL, which finds it by its
  * user_data). The cancel has a completion of its own, with user_data NULL,
- * which the hub ignores: what matters is req's completion, which comes with
- * -ECANCELED, or with its real result if it was done before the cancel got
- * to it. */
-static void cancel(struct request *req)
+ * which the hub ignores: what matters is the request's completion, which
+ * comes with -ECANCELED, or with its real result if it was done before the
+ * cancel got to it. */
+static void cancel(void *data)
 {
 	struct io_uring_sqe *sqe = next_sqe();
-	io_uring_prep_cancel(sqe, req, 0);
+	io_uring_prep_cancel(sqe, data, 0);
 	io_uring_sqe_set_data(sqe, NULL);
 }
 
@@ -209,6 +340,91 @@ static int submit_and_park(struct request *req, struct io_uring_sqe *sqe, int64_
 	return -ENOSYS;
 }
 
+/* A stream's user_data: its address plus 1. A struct request's address is
+ * even (it holds pointers), and a cancel's user_data is NULL. */
+static void *stream_data(struct stream *stream)
+{
+	return (char *)stream + 1;
+}
+
+/* The stream whose completion has user_data data, or NULL if data is not a
+ * stream's. */
+static struct stream *stream_of(void *data)
+{
+	uintptr_t u = (uintptr_t)data;
+	return u & 1 ? (struct stream *)(void *)(u - 1) : NULL;
+}
+
+static void stream_free(struct stream *stream)
+{
+	if (stream->prev != NULL)
+		stream->prev->next = stream->next;
+	else
+		ur.streams = stream->next;
+	if (stream->next != NULL)
+		stream->next->prev = stream->prev;
+	free(stream);
+}
+
+/* Every buffer the stream holds goes back to the ring. */
+static void drop_data(struct stream *stream)
+{
+	while (stream->head >= 0) {
+		int bid = stream->head;
+		stream->head = ur.buf_next[bid];
+		give_back(bid);
+	}
+	stream->tail = -1;
+	stream->offset = 0;
+	stream->held = 0;
+}
+
+/* A completion of the stream's multishot recv: a buffer of data, the end
+ * of the data, or the end of the recv (-ENOBUFS: the ring was empty;
+ * -ECANCELED: HELD_MAX or hub_forget_fd(); or an error of the socket's). */
+static void stream_complete(struct stream *stream, const struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		stream->armed = false;
+		stream->cancelling = false;
+	}
+	int res = cqe->res;
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		ur.ring_free--;
+		if (res > 0 && !stream->closed) {
+			kernel_wrote(ring_buffer(bid), (size_t)res);
+			ur.buf_len[bid] = (unsigned)res;
+			ur.buf_next[bid] = -1;
+			if (stream->tail >= 0)
+				ur.buf_next[stream->tail] = bid;
+			else
+				stream->head = bid;
+			stream->tail = bid;
+			stream->held++;
+		} else {
+			give_back(bid);
+		}
+	}
+	if (res == 0)
+		stream->at_end = true;
+	else if (res == -ENOTSOCK && !stream->closed)
+		ur.fds[stream->fd].not_socket = true;	/* the reader goes the file way */
+	else if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
+		stream->error = -res;
+	if (stream->closed) {
+		if (!stream->armed && stream->reader == NULL)
+			stream_free(stream);
+		return;
+	}
+	if (stream->armed && !stream->cancelling && stream->held >= HELD_MAX) {
+		cancel(stream_data(stream));
+		stream->cancelling = true;
+	}
+	if (stream->reader != NULL)
+		co_wake(stream->reader, 0);
+}
+
 /* Each completion's request is on its coroutine's stack, one of ten thousand,
  * and rarely in the CPU's caches: ask for all of them first, so that the
  * CPU fetches them together rather than one after the other in reap()'s
@@ -228,6 +444,9 @@ static void reap(void)
 	/* TODO complete: dispatch the completions.
 	 * For each completion ready (io_uring_for_each_cqe), find its request
 	 * (io_uring_cqe_get_data); NULL is a cancel's own completion: skip it.
+	 * (With hub_uring_multishot() some completions are a stream's: first
+	 * ask stream_of() about each, and hand a stream's to
+	 * stream_complete().)
 	 * Otherwise note the result (cqe->res), mark the request done, uncount
 	 * it from ur.in_flight and co_wake() its coroutine with 0. Then free
 	 * every slot you read in one go, io_uring_cq_advance(), and count them
@@ -238,8 +457,9 @@ static void reap(void)
 	 * one_io_uring_enter_wakes_every_completed_request,
 	 * all_asleep_is_reported_once_the_reads_are_done,
 	 * a_read_past_its_deadline_fails_with_etimedout,
-	 * idle_server_sleeps, and the echo suites.
+	 * idle_server_sleeps, the echo suites, and test_uring_multishot's.
 	 */
+	(void)stream_of; (void)stream_complete;
 }
 
 /* Start a call on fd for the running coroutine: its place in the fd's entry
@@ -260,7 +480,7 @@ static struct io_uring_sqe *begin(struct request *req, int fd, enum hub_dir dir,
 	struct uring_fd *f = slot(fd);
 	if (f == NULL)
 		return NULL;
-	if (f->req[dir] != NULL) {
+	if (f->req[dir] != NULL || (dir == HUB_READ && f->stream != NULL && f->stream->reader != NULL)) {
 		errno = EBUSY;
 		return NULL;
 	}
@@ -282,18 +502,6 @@ static ssize_t end(struct request *req, int result)
 		return -1;
 	}
 	return result;
-}
-
-/* Valgrind follows every byte a system call writes, but it does not know
- * what io_uring_enter does: the kernel's writes into a read's buffer happen
- * out of its sight, and it would take the bytes for uninitialised. */
-static void kernel_wrote(const void *buf, size_t len)
-{
-#ifdef HUB_VALGRIND
-	VALGRIND_MAKE_MEM_DEFINED(buf, len);
-#else
-	(void)buf, (void)len;
-#endif
 }
 
 /* One read or write. A socket's go as IORING_OP_RECV and IORING_OP_SEND,
@@ -330,8 +538,124 @@ static ssize_t transfer(int fd, enum hub_dir dir, void *buf, size_t len, int64_t
 	}
 }
 
+/* Copy what the stream has received into buf, up to len bytes; the
+ * buffers emptied go back to the ring. */
+static size_t take(struct stream *stream, char *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len && stream->head >= 0) {
+		int bid = stream->head;
+		size_t n = ur.buf_len[bid] - stream->offset;
+		if (n > len - got)
+			n = len - got;
+		memcpy(buf + got, ring_buffer(bid) + stream->offset, n);
+		got += n;
+		stream->offset += (unsigned)n;
+		if (stream->offset == ur.buf_len[bid]) {
+			stream->head = ur.buf_next[bid];
+			if (stream->head < 0)
+				stream->tail = -1;
+			stream->offset = 0;
+			stream->held--;
+			give_back(bid);
+		}
+	}
+	return got;
+}
+
+static struct stream *stream_open(int fd)
+{
+	struct stream *stream = malloc(sizeof *stream);
+	if (stream == NULL)
+		return NULL;
+	*stream = (struct stream){ .fd = fd, .head = -1, .tail = -1, .next = ur.streams };
+	if (ur.streams != NULL)
+		ur.streams->prev = stream;
+	ur.streams = stream;
+	return stream;
+}
+
+/* The stream's multishot recv goes to the kernel with the next batch. */
+static void arm(struct stream *stream)
+{
+	struct io_uring_sqe *sqe = next_sqe();
+	io_uring_prep_recv_multishot(sqe, stream->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RING_GROUP;
+	io_uring_sqe_set_data(sqe, stream_data(stream));
+	stream->armed = true;
+}
+
+enum { RECV_OF_ITS_OWN = -2 };
+
+/* A read of socket fd from its stream, with hub_uring_multishot(): what it
+ * received already, or else a park until its next completion. Returns as
+ * read(2) does, or RECV_OF_ITS_OWN when the read is better made the plain
+ * way: the fd is not a socket, or the ring is low. */
+static ssize_t stream_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+	struct co *co = co_current();
+	struct uring_fd *f = fd < 0 || co == NULL || len == 0 ? NULL : slot(fd);
+	if (f == NULL || f->not_socket || f->req[HUB_READ] != NULL)
+		return RECV_OF_ITS_OWN;	/* transfer() says what is wrong */
+	struct stream *stream = f->stream;
+	if (stream != NULL && stream->reader != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	for (;;) {
+		if (stream != NULL && stream->head >= 0)
+			return (ssize_t)take(stream, buf, len);
+		if (stream != NULL && stream->error != 0) {
+			errno = stream->error;
+			stream->error = 0;
+			return -1;
+		}
+		if (stream != NULL && stream->at_end)
+			return 0;
+		if (ur.fds[fd].not_socket)
+			return RECV_OF_ITS_OWN;
+		if (co->cancelled) {
+			errno = ECANCELED;
+			return -1;
+		}
+		if (stream == NULL || !stream->armed) {
+			if (ur.ring_free < RING_LOW)
+				return RECV_OF_ITS_OWN;
+			if (stream == NULL) {
+				stream = stream_open(fd);
+				if (stream == NULL)
+					return -1;
+				ur.fds[fd].stream = stream;
+			}
+			arm(stream);
+		}
+		stream->reader = co;
+		co->wait = (struct co_wait){ .what = "read", .fd = fd };
+		ur.in_flight++;
+		int woken = hub_park_until(deadline);
+		ur.in_flight--;
+		stream->reader = NULL;
+		if (stream->closed) {	/* hub_forget_fd() */
+			if (!stream->armed)
+				stream_free(stream);
+			errno = EBADF;
+			return -1;
+		}
+		if (woken != 0 && stream->head < 0) {
+			errno = woken;
+			return -1;
+		}
+	}
+}
+
 ssize_t hub_uring_read(int fd, void *buf, size_t len, int64_t deadline)
 {
+	if (ur.multishot) {
+		ssize_t got = stream_read(fd, buf, len, deadline);
+		if (got != RECV_OF_ITS_OWN)
+			return got;
+	}
 	ssize_t got = transfer(fd, HUB_READ, buf, len, deadline);
 	if (got > 0)
 		kernel_wrote(buf, (size_t)got);
@@ -373,6 +697,11 @@ int hub_uring_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_
  * not a call (chapter 05's hub_wait_fd()). */
 int hub_uring_wait_fd(int fd, enum hub_dir dir, int64_t deadline)
 {
+	/* Data a stream received already is there to read. */
+	struct stream *stream = fd >= 0 && (size_t)fd < ur.nfds ? ur.fds[fd].stream : NULL;
+	if (dir == HUB_READ && stream != NULL && stream->reader == NULL &&
+	    (stream->head >= 0 || stream->at_end || stream->error != 0))
+		return 0;
 	struct request req;
 	struct io_uring_sqe *sqe = begin(&req, fd, dir, dir == HUB_READ ? "read" : "write");
 	if (sqe == NULL)
@@ -399,6 +728,21 @@ void hub_uring_forget_fd(int fd)
 		req->closed = true;
 		cancel(req);
 		cancelled = true;
+	}
+	struct stream *stream = f->stream;
+	if (stream != NULL) {
+		f->stream = NULL;
+		stream->closed = true;
+		drop_data(stream);
+		if (stream->armed && !stream->cancelling) {
+			cancel(stream_data(stream));
+			stream->cancelling = true;
+		}
+		cancelled |= stream->armed;	/* its recv may still be in the ring */
+		if (stream->reader != NULL)
+			co_wake(stream->reader, EBADF);
+		else if (!stream->armed)
+			stream_free(stream);
 	}
 	if (cancelled)
 		submit();
@@ -445,6 +789,10 @@ void hub_uring_close(void)
 {
 	if (ur.open)
 		io_uring_queue_exit(&ur.ring);
+	while (ur.streams != NULL)
+		stream_free(ur.streams);
+	close_buffer_ring();
+	ur.multishot = false;
 	free(ur.fds);
 	ur.open = false;
 	ur.fds = NULL;

@@ -30,3 +30,9 @@ $(OUT)/tests/test_hub_rules_on_epoll.o: tests/hub/test_hub_rules.c $(OUT)/flags
 $(OUT)/obj/tests/09-io-uring/%.o: tests/09-io-uring/%.c $(OUT)/flags
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c $< -o $@
+test_uring_multishot_LINK := $(HUB_SRCS)
+test_uring_multishot_LIBS := -pthread $(URING_LIBS)
+# The echo and adversarial suites once more, against the server reading its
+# sockets with multishot recvs (-r 1, hub_uring_multishot()).
+RERUN_TESTS := test_echo test_adversarial
+RERUN_ARGS := -r 1

@@ -10,6 +10,8 @@
  *   TH_SHORT_IO     the short-I/O shim (see short_io.c)
  *   TH_CRASH_REPORT the crash reporter preloaded into servers (crash_preload.c)
  *   TH_WRAPPER      a command to run the server under, e.g. Valgrind
+ *   TH_SERVER_ARGS  arguments added after every server's own (a mode of
+ *                   the server to run the same suites against)
  *   TH_TIME_SCALE   stretch every deadline by this factor (slow tools)
  *   TH_LESSON       the lesson to point a failing student at
  *   TH_CHAPTER      the chapter under test (see promises.h)

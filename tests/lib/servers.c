@@ -87,17 +87,28 @@ static _Noreturn void exec_server(char **argv, char **env, int stdout_fd, int st
 	_exit(127);
 }
 
-/* Split TH_WRAPPER on spaces into argv, followed by the server, -p 0 when
- * any_port, and args (NULL-terminated, or NULL). */
+/* Add the words of variable (split on spaces, into storage) to argv. */
+static void add_words(char **argv, int *argc, const char *variable, char *storage, size_t size)
+{
+	const char *value = getenv(variable);
+	snprintf(storage, size, "%s", value != NULL ? value : "");
+	char *save;
+	for (char *word = strtok_r(storage, " ", &save); word != NULL; word = strtok_r(NULL, " ", &save)) {
+		if (*argc == MAX_ARGS - 1)
+			harness_fail(SYMPTOM_SETUP, "too many words in %s", variable);
+		argv[(*argc)++] = word;
+	}
+}
+
+/* argv: the words of TH_WRAPPER, then the server, -p 0 when any_port, args
+ * (NULL-terminated, or NULL), and the words of TH_SERVER_ARGS. */
 static void build_argv(char **argv, const char *server, bool any_port, const char *const *args)
 {
-	static char wrapper[1024];
-	const char *wrapper_env = getenv("TH_WRAPPER");
-	snprintf(wrapper, sizeof wrapper, "%s", wrapper_env != NULL ? wrapper_env : "");
+	static char wrapper[1024], extra[256];
 	int argc = 0;
-	for (char *word = strtok(wrapper, " "); word != NULL && argc < MAX_ARGS - 8;
-	     word = strtok(NULL, " "))
-		argv[argc++] = word;
+	add_words(argv, &argc, "TH_WRAPPER", wrapper, sizeof wrapper);
+	if (argc > MAX_ARGS - 8)
+		harness_fail(SYMPTOM_SETUP, "too many words in TH_WRAPPER");
 	argv[argc++] = (char *)server;
 	if (any_port) {
 		argv[argc++] = "-p";
@@ -108,6 +119,7 @@ static void build_argv(char **argv, const char *server, bool any_port, const cha
 			harness_fail(SYMPTOM_SETUP, "too many server arguments");
 		argv[argc++] = (char *)args[i];
 	}
+	add_words(argv, &argc, "TH_SERVER_ARGS", extra, sizeof extra);
 	argv[argc] = NULL;
 }
 

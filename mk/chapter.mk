@@ -183,16 +183,20 @@ endif
 # Run every test binary; report the chapter as failed if any one failed.
 # A hang in one test shortens the waits of the rest (tests/lib/harness.c).
 # A chapter's build.mk may name tests to run once more against a mode of its
-# server: RERUN_TESTS, with the server's arguments RERUN_ARGS.
+# server: RERUN_TESTS, with the server's arguments RERUN_ARGS; only once all
+# the rest pass, as a failure there would most likely be the same again.
 RERUN_BINS = $(addprefix $(OUT)/tests/,$(RERUN_TESTS))
 define run_tests
 	@rm -f $(HANG_FILE) $(HANG_FILE).server; failed=0; for t in $(TEST_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}$(1)"; \
 		$(TEST_ENV) $(2) $(TEST_RUNNER) $$t || failed=1; \
-	done; for t in $(RERUN_BINS); do \
+	done; \
+	if [ $$failed = 1 ] && [ -n "$(RERUN_TESTS)" ]; then \
+		echo "== $(CHAPTER): not run until the tests above pass: $(RERUN_TESTS), the server with $(RERUN_ARGS)"; \
+	elif [ -n "$(RERUN_TESTS)" ]; then for t in $(RERUN_BINS); do \
 		echo "== $(CHAPTER) ($(SRC)): $${t##*/}, the server with $(RERUN_ARGS)$(1)"; \
 		$(TEST_ENV) TH_SERVER_ARGS="$(RERUN_ARGS)" $(2) $(TEST_RUNNER) $$t || failed=1; \
-	done; exit $$failed
+	done; fi; exit $$failed
 endef
 
 # The tests run one binary at a time, but the build before them uses every

@@ -55,8 +55,8 @@ enum {
 	/* A read arms a socket's multishot recv only while at least this many
 	 * buffers are in the ring; below, it makes a recv of its own. */
 	RING_LOW = RING_BUFFERS / 4,
-	/* A socket whose data nobody reads holds at most about this many
-	 * buffers: then its multishot recv is cancelled. */
+	/* A socket whose data nobody is waiting for holds at most about this
+	 * many buffers: then its multishot recv is cancelled. */
 	HELD_MAX = 4,
 };
 
@@ -433,7 +433,8 @@ static void stream_complete(struct stream *stream, const struct io_uring_cqe *cq
 			stream_free(stream);
 		return;
 	}
-	if (stream->armed && !stream->cancelling && stream->held >= HELD_MAX) {
+	if (stream->armed && !stream->cancelling && stream->reader == NULL &&
+	    stream->held >= HELD_MAX) {
 		cancel(stream_data(stream));
 		stream->cancelling = true;
 	}

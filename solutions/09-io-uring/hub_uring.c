@@ -474,7 +474,8 @@ static void reap(void)
 	 * one_io_uring_enter_wakes_every_completed_request,
 	 * all_asleep_is_reported_once_the_reads_are_done,
 	 * a_read_past_its_deadline_fails_with_etimedout,
-	 * idle_server_sleeps, the echo suites, and test_uring_multishot's.
+	 * idle_server_sleeps, the echo suites, test_uring_multishot's and
+	 * with_multishot_recv_closing_wakes_the_reader_with_ebadf_and_the_peer_sees_the_end.
 	 */
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;

@@ -534,10 +534,14 @@ static void check_closed(const char *what)
 			closing.peer_got < 0 ? strerror(closing.peer_err) : "a byte");
 }
 
-static void scenario_close_a_reader(enum hub_kind kind)
+/* multishot: the io_uring hub reading sockets with multishot recvs
+ * (hub_uring_multishot()). */
+static void scenario_close_a_reader(enum hub_kind kind, bool multishot)
 {
 	th_trace_start();
+	hub_uring_multishot(multishot);
 	open_hub(kind);
+	hub_uring_multishot(false);
 	memset(&closing, 0, sizeof closing);
 	th_socket_pair(pair);
 	co_spawn(read_until_closed, NULL);
@@ -554,7 +558,16 @@ START_TEST(closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end)
 	th_about("submit_and_park", "green_close() cancels the requests in flight on the fd "
 		 "(hub_forget_fd()); their coroutines must then fail with EBADF, not ECANCELED: "
 		 "req->closed says so");
-	scenario_close_a_reader(HUB_URING);
+	scenario_close_a_reader(HUB_URING, false);
+}
+END_TEST
+
+START_TEST(with_multishot_recv_closing_wakes_the_reader_with_ebadf_and_the_peer_sees_the_end)
+{
+	th_about("submit_and_park complete", "with hub_uring_multishot(), green_close() must "
+		 "cancel the socket's multishot recv: its reader fails with EBADF, and the other "
+		 "end reads the end of the stream");
+	scenario_close_a_reader(HUB_URING, true);
 }
 END_TEST
 
@@ -831,7 +844,7 @@ END_TEST
 START_TEST(on_epoll_closing_an_fd_wakes_its_reader_with_ebadf)
 {
 	th_about("", "the epoll backend wakes the waiters of a forgotten fd with EBADF");
-	scenario_close_a_reader(HUB_EPOLL);
+	scenario_close_a_reader(HUB_EPOLL, false);
 }
 END_TEST
 
@@ -867,6 +880,9 @@ int main(void)
 		th_test(tc, a_parked_reader_keeps_the_hub_waiting_for_its_completion);
 		th_test(tc, closing_an_fd_wakes_its_reader_with_ebadf_and_the_peer_sees_the_end);
 		th_test(tc, closing_an_fd_wakes_its_writer_with_ebadf);
+		tc = th_tcase(s, "multishot", "submit_and_park complete");
+		th_tcase_deadline(tc, 1);
+		th_test(tc, with_multishot_recv_closing_wakes_the_reader_with_ebadf_and_the_peer_sees_the_end);
 		tc = th_tcase(s, "reaping", "complete");
 		th_tcase_deadline(tc, 1);
 		th_test(tc, one_io_uring_enter_wakes_every_completed_request);
@@ -884,7 +900,7 @@ int main(void)
 		th_test(tc, all_asleep_is_reported_while_a_finished_wait_leaves_its_timer_armed);
 		th_test(tc, a_nearer_deadline_after_a_farther_one_is_kept);
 	} else {
-		fprintf(stderr, "test_uring: SKIPPED the 15 io_uring tests: %s\n", why);
+		fprintf(stderr, "test_uring: SKIPPED the 16 io_uring tests: %s\n", why);
 	}
 	TCase *tc = th_tcase(s, "epoll", "");
 	th_tcase_deadline(tc, 1);

@@ -2,7 +2,8 @@
  * where each socket is read by one multishot recv into the hub's ring of
  * buffers, and green_read() copies out of them. What must hold: every byte
  * arrives once and in order, whatever sizes the reads ask for; the end of the
- * stream, a deadline and a close behave as with one recv per read; a socket
+ * stream and a deadline behave as with one recv per read (a close: test_uring,
+ * with_multishot_recv_closing_...); a socket
  * whose data nobody reads cannot take the whole ring; and when the ring runs
  * dry, reads still get their data, the plain way.
  * Assertions run on the main stack, after co_run() returns. */
@@ -140,7 +141,7 @@ START_TEST(multishot_reads_get_every_byte_once_in_order_then_the_end)
 }
 END_TEST
 
-/* ---- A deadline, and a close --------------------------------------------- */
+/* ---- A deadline ----------------------------------------------------------- */
 
 static void read_past_a_deadline_then_again(void *arg)
 {
@@ -179,53 +180,6 @@ START_TEST(multishot_a_read_past_its_deadline_fails_and_loses_nothing)
 	if (reading.got != 10)
 		th_fail("the next read got %zu bytes of the 10 written 50 ms in", reading.got);
 	expect_stream(received, 10, 0, "the read after the deadline");
-}
-END_TEST
-
-static struct {
-	ssize_t result;
-	int err;
-	ssize_t peer_got;
-} closing;
-
-static void read_until_closed(void *arg)
-{
-	(void)arg;
-	char buf[16];
-	closing.result = green_read(pair[0], buf, sizeof buf);
-	closing.err = errno;
-}
-
-static void close_it_then_look_at_the_peer(void *arg)
-{
-	(void)arg;
-	co_sleep(10);
-	green_close(pair[0]);
-	co_sleep(10);
-	char c;
-	closing.peer_got = read(pair[1], &c, 1);
-}
-
-START_TEST(multishot_closing_wakes_the_reader_with_ebadf_and_the_peer_sees_the_end)
-{
-	th_about("complete", "with hub_uring_multishot(), green_close() must cancel the socket's multishot "
-		 "recv: its reader fails with EBADF, and the other end reads the end of the stream");
-	open_multishot_hub();
-	memset(&closing, 0, sizeof closing);
-	th_socket_pair(pair);
-	fcntl(pair[1], F_SETFL, O_NONBLOCK);
-	co_spawn(read_until_closed, NULL);
-	co_spawn(close_it_then_look_at_the_peer, NULL);
-	run_all();
-	hub_close();
-	close(pair[1]);
-	if (closing.result != -1 || closing.err != EBADF)
-		th_fail("a read of a socket that another coroutine then closed returned %zd (%s); "
-			"expected -1 with EBADF", closing.result,
-			closing.result < 0 ? strerror(closing.err) : "no error");
-	if (closing.peer_got != 0)
-		th_fail("10 ms after the close, the other end read %zd instead of the end of the "
-			"stream (0): the multishot recv still held the socket", closing.peer_got);
 }
 END_TEST
 
@@ -348,11 +302,10 @@ int main(void)
 		th_tcase_deadline(tc, 2);
 		th_test(tc, multishot_reads_get_every_byte_once_in_order_then_the_end);
 		th_test(tc, multishot_a_read_past_its_deadline_fails_and_loses_nothing);
-		th_test(tc, multishot_closing_wakes_the_reader_with_ebadf_and_the_peer_sees_the_end);
 		th_test(tc, multishot_sockets_read_late_keep_their_data_when_the_ring_runs_dry);
 		th_test(tc, multishot_a_pipe_is_read_the_plain_way);
 	} else {
-		fprintf(stderr, "test_uring_multishot: SKIPPED the 5 io_uring tests: io_uring_setup: "
+		fprintf(stderr, "test_uring_multishot: SKIPPED the 4 io_uring tests: io_uring_setup: "
 			"%s\n", strerror(errno));
 	}
 	return th_run(s);

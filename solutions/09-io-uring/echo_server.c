@@ -17,7 +17,8 @@
  * default where the kernel allows it) or on chapter 07's epoll (-b epoll).
  * Not a line of the client's coroutine changes: green_read() and
  * green_write() hand their calls to the kernel instead of waiting for the
- * socket to be ready. */
+ * socket to be ready. With -r 1 the hub reads each socket with one multishot
+ * recv into buffers of its own (hub_uring_multishot()). */
 #define _GNU_SOURCE	/* SOCK_NONBLOCK, signalfd */
 
 #include <errno.h>

@@ -305,8 +305,9 @@ int main(void)
 		th_test(tc, multishot_sockets_read_late_keep_their_data_when_the_ring_runs_dry);
 		th_test(tc, multishot_a_pipe_is_read_the_plain_way);
 	} else {
-		fprintf(stderr, "test_uring_multishot: SKIPPED the 4 io_uring tests: io_uring_setup: "
-			"%s\n", strerror(errno));
+		fprintf(stderr, "test_uring_multishot: SKIPPED the 4 io_uring tests: io_uring_setup: %s "
+			"(a kernel before 6.1, qemu-user, /proc/sys/kernel/io_uring_disabled above 0, "
+			"or a seccomp profile)\n", strerror(errno));
 	}
 	return th_run(s);
 }

@@ -2,10 +2,10 @@
  * where each socket is read by one multishot recv into the hub's ring of
  * buffers, and green_read() copies out of them. What must hold: every byte
  * arrives once and in order, whatever sizes the reads ask for; the end of the
- * stream and a deadline behave as with one recv per read (a close: test_uring,
- * with_multishot_recv_closing_...); a socket
- * whose data nobody reads cannot take the whole ring; and when the ring runs
- * dry, reads still get their data, the plain way.
+ * stream and a deadline behave as with one recv per read (a close too: in
+ * test_uring, beside the same test without multishot); a socket whose data
+ * nobody reads cannot take the whole ring; and when the ring runs dry, reads
+ * still get their data, the plain way.
  * Assertions run on the main stack, after co_run() returns. */
 #define _GNU_SOURCE
 

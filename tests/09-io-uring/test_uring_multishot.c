@@ -4,8 +4,9 @@
  * arrives once and in order, whatever sizes the reads ask for; the end of the
  * stream and a deadline behave as with one recv per read (a close too: in
  * test_uring, beside the same test without multishot); a socket whose data
- * nobody reads cannot take the whole ring; and when the ring runs dry, reads
- * still get their data, the plain way.
+ * nobody reads cannot take the whole ring; when the ring runs dry, reads
+ * still get their data, the plain way; and data waiting in a stream makes
+ * its socket readable.
  * Assertions run on the main stack, after co_run() returns. */
 #define _GNU_SOURCE
 
@@ -262,6 +263,47 @@ START_TEST(multishot_sockets_read_late_keep_their_data_when_the_ring_runs_dry)
 }
 END_TEST
 
+/* ---- Waiting for readability ------------------------------------------ */
+
+static struct {
+	ssize_t first;
+	int waited;
+	int err;
+} waiting;
+
+/* Reads one byte of the ten sent: the other nine wait in the stream, and
+ * the socket itself is empty. */
+static void read_one_then_wait_readable(void *arg)
+{
+	(void)arg;
+	char c;
+	waiting.first = green_read(pair[0], &c, 1);
+	waiting.waited = hub_wait_fd(pair[0], HUB_READ, co_deadline_after(200));
+	waiting.err = errno;
+}
+
+START_TEST(multishot_data_waiting_in_the_stream_makes_the_socket_readable)
+{
+	th_about("", "with hub_uring_multishot(), hub_wait_fd(HUB_READ) must return at once when "
+		 "the socket's stream holds data already received, though the socket itself is "
+		 "empty");
+	open_multishot_hub();
+	memset(&waiting, 0, sizeof waiting);
+	th_socket_pair(pair);
+	write_stream(pair[1], 0, 10);
+	co_spawn(read_one_then_wait_readable, NULL);
+	run_all();
+	hub_close();
+	close(pair[0]);
+	close(pair[1]);
+	if (waiting.first != 1 || waiting.waited != 0)
+		th_fail("a read of 1 byte of the 10 sent returned %zd; then hub_wait_fd(HUB_READ) "
+			"returned %d (%s), expected 0 at once: the other 9 bytes were waiting in the "
+			"stream", waiting.first, waiting.waited,
+			waiting.waited < 0 ? strerror(waiting.err) : "no error");
+}
+END_TEST
+
 /* ---- Not a socket ------------------------------------------------------- */
 
 static void read_the_pipe(void *arg)
@@ -303,9 +345,10 @@ int main(void)
 		th_test(tc, multishot_reads_get_every_byte_once_in_order_then_the_end);
 		th_test(tc, multishot_a_read_past_its_deadline_fails_and_loses_nothing);
 		th_test(tc, multishot_sockets_read_late_keep_their_data_when_the_ring_runs_dry);
+		th_test(tc, multishot_data_waiting_in_the_stream_makes_the_socket_readable);
 		th_test(tc, multishot_a_pipe_is_read_the_plain_way);
 	} else {
-		fprintf(stderr, "test_uring_multishot: SKIPPED the 4 io_uring tests: io_uring_setup: %s "
+		fprintf(stderr, "test_uring_multishot: SKIPPED the 5 io_uring tests: io_uring_setup: %s "
 			"(a kernel before 6.1, qemu-user, /proc/sys/kernel/io_uring_disabled above 0, "
 			"or a seccomp profile)\n", strerror(errno));
 	}

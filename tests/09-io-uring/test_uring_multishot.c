@@ -117,8 +117,8 @@ static void write_the_stream_then_end(void *arg)
 
 START_TEST(multishot_reads_get_every_byte_once_in_order_then_the_end)
 {
-	th_about("complete", "with hub_uring_multishot(), reads of 1 to 3000 bytes must get a 200 KB stream "
-		 "of every byte value exactly as sent, then 0 at its end");
+	th_about("complete", "with hub_uring_multishot(), reads of 1 to 3000 bytes must get a "
+		 "200 KB stream of every byte value exactly as sent, then 0 at its end");
 	open_multishot_hub();
 	memset(&reading, 0, sizeof reading);
 	th_socket_pair(pair);
@@ -163,8 +163,8 @@ static void write_late(void *arg)
 
 START_TEST(multishot_a_read_past_its_deadline_fails_and_loses_nothing)
 {
-	th_about("complete", "with hub_uring_multishot(), a read past its deadline must fail with ETIMEDOUT, "
-		 "and the next read get the bytes that came later");
+	th_about("complete", "with hub_uring_multishot(), a read past its deadline must fail "
+		 "with ETIMEDOUT, and the next read get the bytes that came later");
 	open_multishot_hub();
 	memset(&reading, 0, sizeof reading);
 	th_socket_pair(pair);
@@ -235,10 +235,10 @@ static void write_to_every_socket(void *arg)
 
 START_TEST(multishot_sockets_read_late_keep_their_data_when_the_ring_runs_dry)
 {
-	th_about("complete submit_and_park", "with hub_uring_multishot(), 300 sockets each sent 64 KB that they read only "
-		 "100 ms later (19 MB, the ring holds 2 MB) must each still read it all, in order: "
-		 "a socket holds at most a few buffers, and reads go the plain way when the ring "
-		 "is low");
+	th_about("complete submit_and_park", "with hub_uring_multishot(), 300 sockets each sent "
+		 "64 KB that they read only 100 ms later (19 MB, the ring holds 2 MB) must each "
+		 "still read it all, in order: a socket holds at most a few buffers, and reads "
+		 "go the plain way when the ring is low");
 	open_multishot_hub();
 	memset(done, 0, sizeof done);
 	failures = 0;
@@ -284,9 +284,9 @@ static void read_one_then_wait_readable(void *arg)
 
 START_TEST(multishot_data_waiting_in_the_stream_makes_the_socket_readable)
 {
-	th_about("", "with hub_uring_multishot(), hub_wait_fd(HUB_READ) must return at once when "
-		 "the socket's stream holds data already received, though the socket itself is "
-		 "empty");
+	th_about("complete submit_and_park", "with hub_uring_multishot(), hub_wait_fd(HUB_READ) "
+		 "must return at once when the socket's stream holds data already received, "
+		 "though the socket itself is empty");
 	open_multishot_hub();
 	memset(&waiting, 0, sizeof waiting);
 	th_socket_pair(pair);
@@ -315,8 +315,8 @@ static void read_the_pipe(void *arg)
 
 START_TEST(multishot_a_pipe_is_read_the_plain_way)
 {
-	th_about("submit_and_park complete", "with hub_uring_multishot(), a read of a pipe (no socket, no recv) must still "
-		 "return its bytes");
+	th_about("submit_and_park complete", "with hub_uring_multishot(), a read of a pipe (no "
+		 "socket, no recv) must still return its bytes");
 	open_multishot_hub();
 	memset(&reading, 0, sizeof reading);
 	if (pipe2(pair, O_NONBLOCK) < 0)
